@@ -1,0 +1,145 @@
+"""Checking out a commit as a farm of hard links into the object store.
+
+Regular files are hard-linked from the repository (their stored inode already carries the final
+mode, owner and xattrs in a bare repository); zero-size files are created fresh (a shared empty
+inode would collect thousands of links); across file systems, at EMLINK, where hard links are
+not permitted, or for paths listed in ``copy``, files are copied and given their metadata.
+Symlinks are hard-linked from their symlink object or re-created.
+
+Nothing is written outside DEST: DEST must be missing or an empty real directory (not a
+symlink), every name is validated, and every entry is created new (never opened if it exists),
+so no pre-existing symlink can be followed. Directory metadata is applied after the directory's
+contents, deepest first, so read-only directories can still be filled.
+"""
+
+from . import fs
+from .errors import UnsafePathError, UpdaterError
+from .objects import S_IFDIR, to_hex
+
+_COPY_ERRNOS = (fs.EXDEV, fs.EMLINK, fs.EPERM, fs.EACCES)
+
+
+class Stats:
+    def __init__(self):
+        self.files = 0
+        self.linked = 0
+        self.copied = 0
+        self.created_empty = 0
+        self.symlinks = 0
+        self.dirs = 0
+        self.bytes = 0
+        self.copied_bytes = 0
+
+    def as_dict(self):
+        return {"files": self.files, "linked": self.linked, "copied": self.copied,
+                "created_empty": self.created_empty, "symlinks": self.symlinks, "dirs": self.dirs,
+                "bytes": self.bytes, "copied_bytes": self.copied_bytes}
+
+
+def prepare_dest(dest):
+    """Create DEST, or accept an empty real directory; refuse anything else."""
+    st = fs.lstat(dest)
+    if st is None:
+        parent = fs.dirname(fs.abspath(dest))
+        if not fs.is_dir(parent):
+            raise UpdaterError("checking out into %s: the parent directory %s does not exist" % (dest, parent))
+        fs.mkdir(dest, 0o700)
+        return
+    if st.is_link():
+        raise UnsafePathError("checking out into %s: it is a symlink; refusing to write through it" % dest,
+                              "give a new directory path")
+    if not st.is_dir():
+        raise UpdaterError("checking out into %s: it exists and is not a directory" % dest)
+    if fs.listdir(dest):
+        raise UpdaterError("checking out into %s: the directory is not empty" % dest,
+                           "give a new or empty directory")
+
+
+def _place_file(repo, entry, path, force_copy, stats):
+    name, oid, header, size = entry
+    hdr = repo.header(header)
+    src = repo.object_path(oid, "file")
+    owner = repo.mode == "bare"
+    stats.files += 1
+    if hdr.is_link():
+        stats.symlinks += 1
+        if not force_copy:
+            try:
+                fs.link(src, path)
+                stats.linked += 1
+                return
+            except OSError as err:
+                if fs.errno_of(err) not in _COPY_ERRNOS:
+                    raise fs.fail("linking %s to" % src, path, err)
+        fs.symlink(hdr.target, path)
+        if owner:
+            fs.apply_meta(path, hdr.mode, hdr.uid, hdr.gid)
+        stats.copied += 1
+        return
+    stats.bytes += size
+    if size == 0:
+        f = fs.create_exclusive(path, 0o600)
+        f.close()
+        fs.apply_meta(path, hdr.mode, hdr.uid, hdr.gid, hdr.xattrs, owner)
+        stats.created_empty += 1
+        return
+    if not force_copy:
+        try:
+            fs.link(src, path)
+            stats.linked += 1
+            return
+        except OSError as err:
+            if fs.errno_of(err) == fs.ENOENT:
+                repo.verify_file(oid, header, size)
+            if fs.errno_of(err) not in _COPY_ERRNOS:
+                raise fs.fail("linking %s to" % src, path, err)
+    fs.copy_file(src, path, 0o600)
+    fs.apply_meta(path, hdr.mode, hdr.uid, hdr.gid, hdr.xattrs, owner)
+    stats.copied += 1
+    stats.copied_bytes += size
+
+
+def checkout_tree(repo, tree_id, meta_id, dest, copy=(), progress=None, total=None):
+    """Materialise tree ``tree_id`` into the empty directory ``dest``; returns Stats.
+
+    ``copy``: relative directory paths (e.g. ("etc",)) whose files are copied, not linked.
+    """
+    stats = Stats()
+    copy_set = {}
+    for path in copy:
+        copy_set[path.strip("/")] = True
+    created = [(dest, meta_id)]
+    stack = [(tree_id, dest, "", False)]
+    while stack:
+        tid, directory, rel, force_copy = stack.pop()
+        tree = repo.load_tree(tid)
+        for entry in tree.files:
+            _place_file(repo, entry, directory + "/" + entry[0], force_copy, stats)
+        if progress is not None:
+            progress(stats.files, total)
+        for name, sub_tree, sub_meta in tree.dirs:
+            path = directory + "/" + name
+            sub_rel = rel + "/" + name if rel else name
+            fs.mkdir(path, 0o700)
+            stats.dirs += 1
+            created.append((path, sub_meta))
+            stack.append((sub_tree, path, sub_rel, force_copy or sub_rel in copy_set))
+    owner = repo.mode == "bare"
+    metas = {}
+    for path, mid in reversed(created):
+        meta = metas.get(mid)
+        if meta is None:
+            meta = repo.load_dirmeta(mid)
+            metas[mid] = meta
+        fs.apply_meta(path, meta.mode | S_IFDIR, meta.uid, meta.gid, meta.xattrs, owner)
+    return stats
+
+
+def checkout(repo, commit_id, dest, copy=(), progress=None):
+    """Check out commit ``commit_id`` into ``dest`` (missing or an empty directory)."""
+    commit = repo.load_commit(commit_id)
+    prepare_dest(dest)
+    try:
+        return checkout_tree(repo, commit.tree, commit.meta, dest, copy, progress)
+    except UpdaterError as err:
+        raise type(err)("checking out %s into %s: %s" % (to_hex(commit_id)[:12], dest, err), err.hint)

@@ -1,0 +1,1 @@
+"""Host tools (CPython only): commit, delta generation, signing, serving, provisioning, console."""
