@@ -102,7 +102,10 @@ class Reporter:
             self.drawn = True
             return
         step = int(10 * done / self.total) if self.total else -1
-        due = self.last_draw is None or t - self.last_draw >= 5000
+        if self.last_draw is None:
+            due = elapsed_ms(self.start) >= 1000
+        else:
+            due = t - self.last_draw >= 5000
         if step > self.last_step or due:
             self.last_step = max(step, self.last_step)
             self.last_draw = t

@@ -27,11 +27,8 @@ HEX = "0123456789abcdef"
 
 
 def default_mode():
-    if fs.HAS_CHOWN and fs.HAS_LINK:
-        import os
-
-        if os.geteuid() == 0:
-            return "bare"
+    if fs.HAS_CHOWN and fs.HAS_LINK and fs.is_root():
+        return "bare"
     return "user"
 
 

@@ -143,10 +143,9 @@ def ingest_directory(builder, source, skip_special=False, warn=None, progress=No
             path = entry.path
             sub = parts + [entry.name]
             try:
-                name_ok = entry.name.encode("utf-8")
+                entry.name.encode("utf-8")
             except UnicodeError:
                 raise UnsafePathError("committing %r: file names must be valid UTF-8" % path)
-            del name_ok
             try:
                 est = entry.stat(follow_symlinks=False)
             except OSError as err:

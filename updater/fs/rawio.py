@@ -1,0 +1,47 @@
+"""File-system layer: in-place reads and writes at an offset (U-Boot env areas on files or devices)."""
+
+import os
+
+from ..errors import StorageError
+from .base import MICROPYTHON, _op, fail
+
+def read_at(path, offset, size):
+    """``size`` bytes at ``offset`` (files, block and MTD devices); short reads are an error."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+    except OSError as err:
+        raise fail("reading %d bytes at offset 0x%x of" % (size, offset), path, err)
+    if len(data) != size:
+        raise StorageError(
+            "reading %d bytes at offset 0x%x of %s: only %d bytes there" % (size, offset, path, len(data)),
+            "check the offset and size in the board config against the device",
+        )
+    return data
+
+
+def write_at(path, offset, data, sync=True):
+    """Overwrite ``len(data)`` bytes at ``offset`` in place (env areas on files or devices)."""
+    _op("write_at", path)
+    try:
+        fd = os.open(path, os.O_WRONLY) if not MICROPYTHON else None
+        if fd is None:
+            with open(path, "r+b") as f:
+                f.seek(offset)
+                f.write(data)
+                f.flush()
+            return
+        try:
+            os.lseek(fd, offset, 0)
+            view = memoryview(data)
+            done = 0
+            while done < len(data):
+                done += os.write(fd, view[done:])
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise fail("writing %d bytes at offset 0x%x of" % (len(data), offset), path, err)
+

@@ -1,0 +1,198 @@
+"""The device sysroot: layout, device configuration and durable state (SYSROOT_FORMAT 1).
+
+Layout (docs/sysroot.md)::
+
+    SYSROOT/updater/config        device configuration (INI, below)
+    SYSROOT/updater/keys/*.pub    trusted Ed25519 public keys (raw 32 bytes or hex text)
+    SYSROOT/updater/state         durable state (canonical CBOR map)
+    SYSROOT/updater/lock          flock lock held across pull, deploy, boot-env writes, prune
+    SYSROOT/updater/repo/         the repository
+    SYSROOT/updater/deploy/NAME/  deployments (NAME = COMMIT.SERIAL)
+    SYSROOT/updater/var/          the shared /var
+    SYSROOT/updater/tmp/          staging, cleaned before work
+
+Device configuration (INI)::
+
+    [device]   format = 1, board = NAME (a board config), bootloader = uboot | file
+    [remote]   url = http://host/repo (or file:///path), branch = BOARD/CHANNEL
+    [trust]    keys = NAME.pub ... (files in updater/keys/)
+    [deploy]   keep = 3, reserve = 16M (free space left untouched), health-checks = PATH ...
+"""
+
+from . import cbor, fs, ini
+from .errors import ConfigError, FormatError, StorageError
+from .repo import Repo
+
+SYSROOT_FORMAT = 1
+STATE_FORMAT = 1
+MAX_STATE_BYTES = 1024 * 1024
+BOOTLOADERS = ("uboot", "file")
+
+
+def parse_size(text, where):
+    """'16M', '512K', '1G' or a plain number of bytes."""
+    raw = text.strip().upper()
+    mult = 1
+    for suffix, factor in (("K", 1024), ("M", 1024 * 1024), ("G", 1024 * 1024 * 1024)):
+        if raw.endswith(suffix):
+            raw = raw[:-1]
+            mult = factor
+            break
+    if not raw.isdigit():
+        raise ConfigError("%s: expected a size like 16M, got '%s'" % (where, text))
+    return int(raw) * mult
+
+
+class DeviceConfig:
+    def __init__(self, board="", bootloader="file", url="", branch="", keys=None, keep=3,
+                 reserve=16 * 1024 * 1024, health_checks=None):
+        self.board = board
+        self.bootloader = bootloader
+        self.url = url
+        self.branch = branch
+        self.keys = keys or []
+        self.keep = keep
+        self.reserve = reserve
+        self.health_checks = health_checks or []
+
+    @staticmethod
+    def parse(text, source="device config"):
+        parsed = ini.parse(text, source)
+        parsed.only(("device", "remote", "trust", "deploy"))
+        dev = parsed.section("device")
+        fmt = dev.get_int("format")
+        if fmt != SYSROOT_FORMAT:
+            raise ConfigError("%s: format %d, expected %d" % (source, fmt, SYSROOT_FORMAT))
+        cfg = DeviceConfig()
+        cfg.board = dev.get("board", "")
+        cfg.bootloader = dev.get("bootloader", "file")
+        if cfg.bootloader not in BOOTLOADERS:
+            raise ConfigError("%s: [device] bootloader must be one of %s, got '%s'"
+                              % (source, ", ".join(BOOTLOADERS), cfg.bootloader))
+        dev.done()
+        remote = parsed.section("remote", required=False)
+        cfg.url = remote.get("url", "")
+        cfg.branch = remote.get("branch", "")
+        remote.done()
+        trust = parsed.section("trust", required=False)
+        cfg.keys = trust.get_list("keys", [])
+        for name in cfg.keys:
+            if "/" in name or name.startswith("."):
+                raise ConfigError("%s: [trust] keys names files in updater/keys/, got '%s'" % (source, name))
+        trust.done()
+        dep = parsed.section("deploy", required=False)
+        cfg.keep = dep.get_int("keep", 3, minimum=2, maximum=100)
+        cfg.reserve = parse_size(dep.get("reserve", "16M"), "%s: [deploy] reserve" % source)
+        cfg.health_checks = dep.get_list("health-checks", [])
+        dep.done()
+        return cfg
+
+    def dump(self):
+        sections = [("device", [("format", SYSROOT_FORMAT), ("board", self.board), ("bootloader", self.bootloader)])]
+        sections.append(("remote", [("url", self.url), ("branch", self.branch)]))
+        sections.append(("trust", [("keys", " ".join(self.keys))]))
+        dep = [("keep", self.keep), ("reserve", self.reserve)]
+        if self.health_checks:
+            dep.append(("health-checks", " ".join(self.health_checks)))
+        sections.append(("deploy", dep))
+        return ini.dump(sections, header="updater device configuration (docs/sysroot.md)")
+
+
+class Sysroot:
+    def __init__(self, path):
+        self.path = path.rstrip("/") or "/"
+        self.dir = fs.join(self.path, "updater")
+        self.config_path = fs.join(self.dir, "config")
+        self.keys_dir = fs.join(self.dir, "keys")
+        self.state_path = fs.join(self.dir, "state")
+        self.lock_path = fs.join(self.dir, "lock")
+        self.repo_path = fs.join(self.dir, "repo")
+        self.deploy_dir = fs.join(self.dir, "deploy")
+        self.var_dir = fs.join(self.dir, "var")
+        self.tmp_dir = fs.join(self.dir, "tmp")
+        self._repo = None
+        self._config = None
+
+    @staticmethod
+    def create(path, config, keys=None, repo_mode=None):
+        """Lay out a new sysroot (or update the config of an existing one).
+
+        ``keys``: {file name: key bytes} written into updater/keys/.
+        """
+        root = Sysroot(path)
+        fs.makedirs(root.dir)
+        for directory in (root.keys_dir, root.deploy_dir, root.var_dir, root.tmp_dir):
+            fs.mkdir(directory, exist_ok=True)
+        Repo.init(root.repo_path, repo_mode)
+        for name in sorted(keys or {}):
+            fs.write_atomic(fs.join(root.keys_dir, name), keys[name])
+        fs.write_atomic(root.config_path, config.dump().encode())
+        fs.fsync_dir(root.dir)
+        return root
+
+    @staticmethod
+    def open(path):
+        root = Sysroot(path)
+        if not fs.exists(root.config_path):
+            raise ConfigError("opening sysroot %s: no device configuration at %s" % (path, root.config_path),
+                              "initialise it with: updater --sysroot %s init --remote URL --branch B --trust KEY.pub" % path)
+        return root
+
+    def config(self):
+        if self._config is None:
+            text = fs.read_bytes(self.config_path, 65536, "reading device configuration")
+            self._config = DeviceConfig.parse(text.decode("utf-8", "replace"), self.config_path)
+        return self._config
+
+    def repo(self):
+        if self._repo is None:
+            self._repo = Repo.open(self.repo_path)
+        return self._repo
+
+    def lock(self, wait=True, notify=None):
+        return fs.FileLock(self.lock_path, "sysroot " + self.path).acquire(wait, notify)
+
+    def trusted_keys(self):
+        """{file name: 32-byte Ed25519 public key} of the configured keys (missing file: error)."""
+        out = {}
+        for name in self.config().keys:
+            path = fs.join(self.keys_dir, name)
+            if not fs.exists(path):
+                raise ConfigError("reading trusted key %s: the file is missing" % path,
+                                  "copy the build server's public key there, or fix [trust] keys")
+            out[name] = parse_public_key(fs.read_bytes(path, 4096, "reading trusted key"), path)
+        return out
+
+    # --- durable state ----------------------------------------------------------------------
+    def load_state(self):
+        """The state map ({} on a new device). A corrupt state file is an error, never ignored."""
+        st = fs.lstat(self.state_path)
+        if st is None:
+            return {"format": STATE_FORMAT}
+        data = fs.read_bytes(self.state_path, MAX_STATE_BYTES, "reading device state")
+        try:
+            state = cbor.decode(data, "device state " + self.state_path)
+        except FormatError as err:
+            raise StorageError("reading device state %s: %s" % (self.state_path, err),
+                               "the file is damaged; restore it or remove it to start over (the downgrade "
+                               "floor is then lost)")
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise StorageError("reading device state %s: unknown format" % self.state_path)
+        return state
+
+    def save_state(self, state):
+        state["format"] = STATE_FORMAT
+        fs.write_atomic(self.state_path, cbor.encode(state))
+
+
+def parse_public_key(data, where="public key"):
+    """A 32-byte Ed25519 public key from raw bytes, or 64 hex digits (with optional newline)."""
+    if len(data) == 32:
+        return bytes(data)
+    text = data.decode("ascii", "replace").strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    raise ConfigError("reading %s: expected a 32-byte Ed25519 public key (raw, or 64 hex digits)" % where)
