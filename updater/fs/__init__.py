@@ -18,6 +18,6 @@ removal), rawio (offset I/O for env areas), staging (batched renames), lock (flo
 from .base import *  # noqa: F401,F403
 from .base import set_hook  # noqa: F401
 from .lock import FileLock  # noqa: F401
-from .rawio import read_at, write_at  # noqa: F401
+from .rawio import erase_mtd, read_at, write_at  # noqa: F401
 from .staging import Staging  # noqa: F401
 from .write import *  # noqa: F401,F403

@@ -45,3 +45,31 @@ def write_at(path, offset, data, sync=True):
     except OSError as err:
         raise fail("writing %d bytes at offset 0x%x of" % (len(data), offset), path, err)
 
+
+# MEMERASE = _IOW('M', 2, struct erase_info_user {__u32 start; __u32 length}) on ARM, x86 and
+# the other architectures with the generic ioctl encoding (not MIPS, PowerPC, SPARC).
+MEMERASE = 0x40084D02
+
+
+def erase_mtd(path, offset, length):
+    """Erase ``length`` bytes at ``offset`` of an MTD character device to 0xff (MEMERASE ioctl).
+
+    ``offset`` and ``length`` must be multiples of the device's erase block size.
+    """
+    _op("erase", path)
+    try:
+        import fcntl
+        import struct
+    except ImportError:
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError("erasing %s: this platform has no fcntl.ioctl for MTD devices" % path,
+                               "run the updater with CPython on this device, or use a block-device env")
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, MEMERASE, struct.pack("II", offset, length))
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise fail("erasing %d bytes at offset 0x%x of" % (length, offset), path, err)
