@@ -37,9 +37,13 @@ s_count=x
 if test -z "${upd_count}"; then s_count=0; fi
 for d in 0 1 2 3 4 5 6 7 8 9; do if test "${upd_count}" = "${d}"; then s_count=${d}; fi; done
 
-s_first="${upd_current}"
-s_second="${upd_trial}"
-s_third="${upd_failed}"
+# Candidates in order; "-" marks an empty slot (hush keeps no empty local variables).
+s_first=-
+s_second=-
+s_third=-
+if test -n "${upd_current}"; then s_first="${upd_current}"; fi
+if test -n "${upd_trial}"; then s_second="${upd_trial}"; fi
+if test -n "${upd_failed}"; then s_third="${upd_failed}"; fi
 if test -n "${upd_trial}"; then
   if test "${s_count}" != x && test ${s_count} -lt ${s_limit}; then
     setexpr upd_count ${s_count} + 1
@@ -51,7 +55,7 @@ if test -n "${upd_trial}"; then
     setenv upd_failed "${upd_trial}"
     setenv upd_trial
     setenv upd_count 0
-    s_second=
+    s_second=-
     s_third="${upd_failed}"
   fi
   # Persist the attempt (or the rollback) BEFORE booting what it counts.
@@ -63,8 +67,10 @@ for s_try in ${s_first} ${s_second} ${s_third}; do
   s_dir=/updater/deploy/${s_try}
   s_fallback=${s_second}
   if test "${s_try}" != "${s_first}"; then s_fallback=${s_first}; fi
-  echo "updater: loading ${s_dir}/${s_kernel}"
-  if load ${s_part} ${kernel_addr_r} ${s_dir}/${s_kernel}; then
+  if test "${s_fallback}" = -; then s_fallback=${s_third}; fi
+  if test "${s_try}" = -; then
+    echo "updater: (no deployment in this slot)"
+  elif load ${s_part} ${kernel_addr_r} ${s_dir}/${s_kernel}; then
     s_rd=-
     s_ok=1
     if test "${s_initrd}" != none; then
@@ -72,15 +78,15 @@ for s_try in ${s_first} ${s_second} ${s_third}; do
         s_rd=${ramdisk_addr_r}:${filesize}
       else
         echo "updater: deployment ${s_try} has no ${s_initrd}"
-        s_ok=
+        s_ok=0
       fi
     fi
     s_fdt=${fdtcontroladdr}
     if test -n "${upd_fdt}"; then
-      if load ${s_part} ${fdt_addr_r} ${s_dir}/${upd_fdt}; then s_fdt=${fdt_addr_r}; else s_ok=; fi
+      if load ${s_part} ${fdt_addr_r} ${s_dir}/${upd_fdt}; then s_fdt=${fdt_addr_r}; else s_ok=0; fi
     fi
-    if test -n "${s_ok}"; then
-      s_root=
+    if test "${s_ok}" = 1; then
+      s_root=updater.root=auto
       if part uuid ${s_part} upd_partuuid; then s_root="root=PARTUUID=${upd_partuuid}"; fi
       setenv bootargs "${s_root} ${upd_bootargs} updater.deployment=${s_try} updater.fallback=${s_fallback}"
       echo "updater: booting ${s_try}: ${bootargs}"

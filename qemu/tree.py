@@ -24,7 +24,7 @@ EPOCH = int(os.environ.get("SOURCE_DATE_EPOCH", "1700000000"))
 APPLETS = """sh ash cat echo ls mkdir rmdir mount umount switch_root poweroff reboot halt sleep insmod
 modprobe lsmod grep sed dd sync cp mv rm ln od hexdump head tail tr cut findfs blkid setsid cttyhack
 stat sha256sum md5sum uname mknod chmod chown touch df du find wc xargs true false test [ printf env
-kill ps dmesg hostname readlink realpath basename dirname date chroot mountpoint devmem tee expr seq
+kill ps dmesg hostname readlink realpath basename dirname date chroot devmem tee expr seq
 cmp diff awk vi less more free uptime sort uniq fsync truncate which clear""".split()
 OS_INIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "os-init")
 EARLY_INIT = os.path.join(TOP, "bootloader-scripts", "updater-init")
