@@ -27,8 +27,10 @@ SYSTEM_DIR = "/etc/updater/board-configs"
 
 STORAGE_KINDS = ("file", "block", "mtd", "cfi-nor")
 CONTRACT_KEYS = ("current", "trial", "count", "limit", "failed")
+SETTING_KEYS = ("kernel", "initrd", "fdt", "bootargs")
 DEFAULT_VARS = {"current": "upd_current", "trial": "upd_trial", "count": "upd_count",
-                "limit": "upd_limit", "failed": "upd_failed"}
+                "limit": "upd_limit", "failed": "upd_failed", "kernel": "upd_kernel",
+                "initrd": "upd_initrd", "fdt": "upd_fdt", "bootargs": "upd_bootargs"}
 ARCHES = ("arm64", "arm")
 BOOT_COMMANDS = ("booti", "bootz", "bootm")
 CODECS = ("zlib", "xz", "zstd")
@@ -173,7 +175,7 @@ class BootSettings:
     def __init__(self, sec):
         self.vars = {}
         seen = {}
-        for key in CONTRACT_KEYS:
+        for key in CONTRACT_KEYS + SETTING_KEYS:
             name = sec.get("var_" + key, DEFAULT_VARS[key])
             why = name_problem(name)
             if why is None and not _is_identifier(name):
@@ -197,26 +199,26 @@ class BootSettings:
         if " " in self.console or [ch for ch in self.console if ch in _UNSAFE_ARG_CHARS]:
             raise _bad(sec, "console", "expected one console spec such as ttyAMA0,115200, got '%s'" % self.console)
         self.root = sec.get("root")
-        self.rootfstype = sec.get("rootfstype", "ext4")
 
-    def cmdline(self, deployment=None):
-        """The kernel command line the boot script builds (deployment name last)."""
+    def bootargs(self):
+        """What the boot script puts on the kernel command line besides root= and the deployment."""
         parts = []
         if self.console:
             parts.append("console=" + self.console)
-        parts.append("updater.sysroot=" + self.root)
-        parts.append("updater.sysrootfstype=" + self.rootfstype)
         if self.kernel_args:
             parts.append(self.kernel_args)
-        if deployment:
-            parts.append("updater.deployment=" + deployment)
         return " ".join(parts)
+
+    def settings(self):
+        """The env values the boot script reads for this board (bootloader SETTING_KEYS)."""
+        return {"kernel": self.kernel, "initrd": self.initrd or "none", "fdt": self.fdt or None,
+                "bootargs": self.bootargs()}
 
     def as_dict(self):
         return {"vars": dict(self.vars), "attempt_limit": self.attempt_limit, "kernel": self.kernel,
                 "initrd": self.initrd, "fdt": self.fdt, "boot_command": self.boot_command,
                 "kernel_args": self.kernel_args, "console": self.console, "root": self.root,
-                "rootfstype": self.rootfstype}
+                "bootargs": self.bootargs()}
 
 
 def _is_identifier(name):
