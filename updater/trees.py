@@ -48,20 +48,31 @@ def lookup(repo, commit_id, path):
     return Entry("/" + "/".join(parts), "dir", tree_id, meta=meta_id)
 
 
+def _entries(repo, tree_id, base):
+    tree = repo.load_tree(tree_id)
+    items = [Entry(base + "/" + n, "file", oid, header, size) for n, oid, header, size in tree.files]
+    items += [Entry(base + "/" + n, "dir", sub, meta=meta) for n, sub, meta in tree.dirs]
+    items.sort(key=lambda e: e.path.encode("utf-8"))
+    return items
+
+
 def walk(repo, tree_id, prefix=""):
-    """Every Entry below a tree, depth first, names in order (directories before their contents)."""
-    stack = [(tree_id, prefix)]
+    """Every Entry below a tree in path order; a directory comes right before its contents."""
+    stack = [_entries(repo, tree_id, prefix)]
+    index = [0]
     while stack:
-        tid, base = stack.pop()
-        tree = repo.load_tree(tid)
-        subdirs = []
-        for name, oid, header, size in tree.files:
-            yield Entry(base + "/" + name, "file", oid, header, size)
-        for name, sub, meta in tree.dirs:
-            yield Entry(base + "/" + name, "dir", sub, meta=meta)
-            subdirs.append((sub, base + "/" + name))
-        for item in reversed(subdirs):
-            stack.append(item)
+        items = stack[-1]
+        i = index[-1]
+        if i >= len(items):
+            stack.pop()
+            index.pop()
+            continue
+        index[-1] = i + 1
+        entry = items[i]
+        yield entry
+        if entry.kind == "dir":
+            stack.append(_entries(repo, entry.oid, entry.path))
+            index.append(0)
 
 
 def diff(repo, old_commit, new_commit):

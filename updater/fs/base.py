@@ -207,17 +207,31 @@ def free_bytes(path):
 
 
 def read_bytes(path, limit=None, what="reading"):
-    """The whole file; StorageError if missing, FormatError-worthy sizes are the caller's call."""
+    """The whole file, refusing one larger than ``limit`` bytes (without allocating past it)."""
     try:
         with open(path, "rb") as f:
             if limit is None:
                 return f.read()
-            data = f.read(limit + 1)
+            size = os.stat(path)[6]
+            if size > limit:
+                raise StorageError("%s %s: %d bytes, larger than the limit of %d" % (what, path, size, limit))
+            if size:
+                data = f.read(size)
+                if len(data) == size and not f.read(1):
+                    return data
+                raise StorageError("%s %s: the file changed size while being read" % (what, path))
+            chunks = []
+            total = 0
+            while True:  # files that report size 0 (/proc, /sys)
+                chunk = f.read(4096)
+                if not chunk:
+                    return b"".join(chunks)
+                total += len(chunk)
+                if total > limit:
+                    raise StorageError("%s %s: larger than the limit of %d bytes" % (what, path, limit))
+                chunks.append(chunk)
     except OSError as err:
         raise fail(what, path, err)
-    if len(data) > limit:
-        raise StorageError("%s %s: larger than the limit of %d bytes" % (what, path, limit))
-    return data
 
 
 def open_read(path):

@@ -186,6 +186,19 @@ def _tar_xattrs(info):
     return out
 
 
+class _TarInfo(tarfile.TarInfo):
+    """Notes when the end-of-archive marker (a zero block) is reached: tarfile silently treats
+    a truncation at a member boundary as the end, which would commit a partial tree."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            tar.updater_saw_end = True
+            raise
+
+
 def open_tar(path):
     """A streaming TarFile for any supported compression."""
     try:
@@ -197,8 +210,8 @@ def open_tar(path):
             import zstandard
 
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-            return tarfile.open(fileobj=reader, mode="r|"), raw
-        return tarfile.open(fileobj=raw, mode="r|*"), raw
+            return tarfile.open(fileobj=reader, mode="r|", tarinfo=_TarInfo), raw
+        return tarfile.open(fileobj=raw, mode="r|*", tarinfo=_TarInfo), raw
     except (tarfile.TarError, OSError) as err:
         raw.close()
         raise FormatError("reading archive %s: %s" % (path, err))
@@ -245,6 +258,9 @@ def ingest_tar(builder, source, skip_special=False, warn=None, progress=None):
                 raise _special_error(where, kind)
             if progress is not None and builder.count % 256 == 0:
                 progress(builder.count, None)
+        if not getattr(tar, "updater_saw_end", False):
+            raise FormatError("reading archive %s: it ends without the end-of-archive marker (truncated)" % source,
+                              "copy or download the archive again")
     except (tarfile.TarError, EOFError) as err:
         raise FormatError("reading archive %s: %s (truncated or corrupt?)" % (source, err))
     except OSError as err:

@@ -1,0 +1,86 @@
+"""Object formats: canonical bytes, strict parsing, names that could escape."""
+
+import hashlib
+
+import pytest
+
+from updater import cbor, objects
+from updater.errors import FormatError, UnsafePathError
+
+ID = bytes(range(32))
+
+
+def test_file_header_is_canonical_and_roundtrips():
+    h = objects.file_header(0o100644, 0, 0, {b"user.a": b"1"})
+    parsed = objects.parse_file_header(h)
+    assert (parsed.mode, parsed.uid, parsed.gid, parsed.xattrs) == (0o100644, 0, 0, {b"user.a": b"1"})
+    link = objects.parse_file_header(objects.file_header(0o120777, 1, 2, target="../x"))
+    assert link.is_link() and link.target == "../x"
+
+
+def test_file_id_covers_header_and_content():
+    h = objects.file_header(0o100644, 0, 0)
+    hasher = objects.file_hasher(h)
+    hasher.update(b"content")
+    assert hasher.digest() == hashlib.sha256(h + b"content").digest()
+    h2 = objects.file_header(0o100755, 0, 0)
+    assert hashlib.sha256(h2 + b"content").digest() != hasher.digest()
+
+
+@pytest.mark.parametrize("mode", [0o020644, 0o010644, 0o140644, 0o060644, 0o040755])
+def test_special_modes_are_not_file_objects(mode):
+    with pytest.raises(FormatError):
+        objects.file_header(mode, 0, 0)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\x00b", "x" * 256])
+def test_bad_names_refused(name):
+    with pytest.raises(UnsafePathError):
+        objects.check_name(name)
+    with pytest.raises(UnsafePathError):
+        objects.tree([(name, ID, objects.file_header(0o100644, 0, 0), 1)], [])
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "."])
+def test_crafted_tree_with_bad_name_refused_on_parse(name):
+    data = cbor.encode({"files": [[name, ID, objects.file_header(0o100644, 0, 0), 1]], "dirs": []})
+    with pytest.raises(UnsafePathError):
+        objects.parse_tree(data)
+
+
+def test_tree_sorted_unique_and_strict():
+    h = objects.file_header(0o100644, 0, 0)
+    data = objects.tree([("b", ID, h, 1), ("a", ID, h, 2)], [("c", ID, ID)])
+    t = objects.parse_tree(data)
+    assert [f[0] for f in t.files] == ["a", "b"]
+    unsorted = cbor.encode({"files": [["b", ID, h, 1], ["a", ID, h, 2]], "dirs": []})
+    with pytest.raises(FormatError, match="order"):
+        objects.parse_tree(unsorted)
+    both = cbor.encode({"files": [["a", ID, h, 1]], "dirs": [["a", ID, ID]]})
+    with pytest.raises(FormatError, match="both a file and a directory"):
+        objects.parse_tree(both)
+    with pytest.raises(FormatError, match="twice"):
+        objects.tree([("a", ID, h, 1)], [("a", ID, ID)])
+
+
+def test_commit_roundtrip_and_truncation():
+    data = objects.commit(ID, ID, None, 1700000000, "subject", "1.0", "qemu-arm64/stable", "qemu-arm64", {"k": 1})
+    c = objects.parse_commit(data)
+    assert (c.version, c.branch, c.board, c.metadata) == ("1.0", "qemu-arm64/stable", "qemu-arm64", {"k": 1})
+    for cut in (1, len(data) // 2, len(data) - 1):
+        with pytest.raises(FormatError):
+            objects.parse_commit(data[:cut])
+    missing = cbor.encode({"tree": ID})
+    with pytest.raises(FormatError, match="missing field"):
+        objects.parse_commit(missing)
+
+
+@pytest.mark.parametrize("branch", ["", "/a", "a//b", ".hidden/x", "a/b.lock", "sp ace", "a/\x00"])
+def test_bad_branch_names(branch):
+    with pytest.raises(FormatError):
+        objects.check_branch(branch)
+
+
+def test_board_of_branch():
+    assert objects.board_of_branch("qemu-arm64/stable") == "qemu-arm64"
+    assert objects.board_of_branch("main") == ""
