@@ -48,3 +48,24 @@ def test_under_cpython(script, tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(MPY_DIR, script)], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, "CPython run of %s failed:\n%s\n%s" % (script, proc.stdout, proc.stderr)
+
+
+@pytest.mark.micropython
+def test_micropython_reads_a_host_made_repository(tmp_path):
+    """A repository committed by the host tools (CPython, cbor2 side) is read by MicroPython."""
+    sys.path.insert(0, ROOT)
+    from updater.host.commit import commit_source
+    from updater.repo import Repo
+
+    src = tmp_path / "src" / "etc"
+    src.mkdir(parents=True)
+    (src / "motd").write_bytes(b"welcome\n")
+    (tmp_path / "src" / "usr").mkdir()
+    (tmp_path / "src" / "usr" / "data").write_bytes(bytes(range(256)) * 100)
+    repo = Repo.init(str(tmp_path / "repo"), "user")
+    commit_source(repo, str(tmp_path / "src"), "host/stable", timestamp=1)
+    env = dict(os.environ, MICROPYPATH=ROOT + ":" + MPY_DIR, MPYTEST_TMP=str(tmp_path), HOST_REPO=repo.path)
+    proc = subprocess.run([micropython(), "-X", "heapsize=512K", os.path.join(MPY_DIR, "test_repo_mpy.py")],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok   test_host_made_repository" in proc.stdout
