@@ -8,7 +8,7 @@ where names are looked up (see docs/board-config.md, which documents every key):
 2. ``board-configs/`` next to the ``updater`` package directory (a checkout, or a device where
    the package and its board configs were copied side by side);
 3. ``board-configs/`` inside the package directory (a device image that nests them);
-4. ``<sys.prefix>/share/updater/board-configs`` (pip installs them there as data files);
+4. ``<sys.prefix>/share/updater/boards`` (pip installs them there as data files);
 5. ``/etc/updater/board-configs`` (system-wide on a device).
 
 Runs on CPython and MicroPython.
@@ -423,7 +423,7 @@ def search_path():
         dirs.append(fs.join(pkg, "board-configs"))
     prefix = getattr(sys, "prefix", None)
     if prefix:
-        dirs.append(fs.join(prefix, "share/updater/board-configs"))
+        dirs.append(fs.join(prefix, "share/updater/boards"))
     dirs.append(SYSTEM_DIR)
     return dirs
 
