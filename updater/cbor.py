@@ -96,7 +96,8 @@ def encode(value):
 
 class _Reader:
     def __init__(self, data, max_depth, max_items, what):
-        self.data = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+        self.data = data if isinstance(data, bytes) else bytes(data)
+        self.size = len(self.data)
         self.pos = 0
         self.items = 0
         self.max_depth = max_depth
@@ -106,17 +107,9 @@ class _Reader:
     def fail(self, why):
         raise FormatError("decoding %s: %s at byte %d" % (self.what, why, self.pos))
 
-    def head(self):
-        data = self.data
-        pos = self.pos
-        if pos >= len(data):
-            self.fail("unexpected end of data")
-        ib = data[pos]
-        major = ib >> 5
+    def long_head(self, pos, ib):
+        """(argument, new position) of a head whose additional info is 24..31."""
         info = ib & 31
-        if info < 24:
-            self.pos = pos + 1
-            return major, info, info
         if info == 24:
             size = 1
         elif info == 25:
@@ -126,33 +119,47 @@ class _Reader:
         elif info == 27:
             size = 8
         else:
+            self.pos = pos
             self.fail("indefinite length or reserved value (initial byte 0x%02x)" % ib)
         end = pos + 1 + size
-        if end > len(data):
+        if end > self.size:
+            self.pos = pos
             self.fail("unexpected end of data")
-        n = int.from_bytes(data[pos + 1 : end], "big")
-        minimum = (24, 0x100, 0x10000, 0x100000000)[(1, 2, 4, 8).index(size)]
-        if n < minimum:
+        n = int.from_bytes(self.data[pos + 1 : end], "big")
+        if n < (24, 0x100, 0x10000, 0x100000000)[(1, 2, 4, 8).index(size)]:
+            self.pos = pos
             self.fail("non-canonical (longer than needed) integer encoding")
-        self.pos = end
-        return major, info, n
+        return n, end
 
     def value(self, depth):
-        if depth > self.max_depth:
-            self.fail("nesting deeper than %d" % self.max_depth)
+        # Hot path for trees: short heads are decoded inline; long ones go through long_head.
         self.items += 1
         if self.items > self.max_items:
             self.fail("more than %d items" % self.max_items)
-        major, info, n = self.head()
-        if major == 0:
-            return n
-        if major == 1:
-            return -1 - n
+        pos = self.pos
+        if pos >= self.size:
+            self.fail("unexpected end of data")
+        ib = self.data[pos]
+        major = ib >> 5
+        if ib & 31 < 24:
+            n = ib & 31
+            pos += 1
+        elif ib & 31 == 24 and major != 7:
+            if pos + 1 >= self.size:
+                self.fail("unexpected end of data")
+            n = self.data[pos + 1]
+            if n < 24:
+                self.fail("non-canonical (longer than needed) integer encoding")
+            pos += 2
+        else:
+            if major == 7:
+                self.fail("a float or simple value (not in the profile)")
+            n, pos = self.long_head(pos, ib)
         if major == 2 or major == 3:
-            end = self.pos + n
-            if end > len(self.data):
+            end = pos + n
+            if end > self.size:
                 self.fail("a string of %d bytes runs past the end" % n)
-            raw = bytes(self.data[self.pos : end])
+            raw = self.data[pos:end]
             self.pos = end
             if major == 2:
                 return raw
@@ -160,28 +167,21 @@ class _Reader:
                 return raw.decode("utf-8")
             except UnicodeError:
                 self.fail("text that is not valid UTF-8")
-        if major == 4:
-            if n > len(self.data) - self.pos:
-                self.fail("an array of %d items cannot fit" % n)
-            return [self.value(depth + 1) for _ in range(n)]
-        if major == 5:
-            if 2 * n > len(self.data) - self.pos:
-                self.fail("a map of %d pairs cannot fit" % n)
-            out = {}
-            prev = None
-            for _ in range(n):
-                start = self.pos
-                key = self.value(depth + 1)
-                kb = self.data[start : self.pos]
-                if not isinstance(key, (int, str, bytes)) or key is True or key is False:
-                    self.fail("a map key that is not an integer, text or bytes")
-                if prev is not None:
-                    if len(kb) < len(prev) or (len(kb) == len(prev) and kb <= prev):
-                        self.fail("map keys out of canonical order or duplicated")
-                prev = kb
-                out[key] = self.value(depth + 1)
-            return out
-        if major == 7 and info < 24:
+        self.pos = pos
+        if major == 0:
+            return n
+        if major == 1:
+            return -1 - n
+        if major == 4 or major == 5:
+            if depth >= self.max_depth:
+                self.fail("nesting deeper than %d" % self.max_depth)
+            if major == 4:
+                if n > self.size - pos:
+                    self.fail("an array of %d items cannot fit" % n)
+                value = self.value
+                return [value(depth + 1) for _ in range(n)]
+            return self.map(n, depth)
+        if major == 7:
             if n == 20:
                 return False
             if n == 21:
@@ -192,11 +192,29 @@ class _Reader:
             self.fail("a tag (not in the profile)")
         self.fail("a float or simple value (not in the profile)")
 
+    def map(self, n, depth):
+        if 2 * n > self.size - self.pos:
+            self.fail("a map of %d pairs cannot fit" % n)
+        out = {}
+        prev = None
+        for _ in range(n):
+            start = self.pos
+            key = self.value(depth + 1)
+            kb = self.data[start : self.pos]
+            if not isinstance(key, (int, str, bytes)) or key is True or key is False:
+                self.fail("a map key that is not an integer, text or bytes")
+            if prev is not None:
+                if len(kb) < len(prev) or (len(kb) == len(prev) and kb <= prev):
+                    self.fail("map keys out of canonical order or duplicated")
+            prev = kb
+            out[key] = self.value(depth + 1)
+        return out
+
 
 def decode(data, what="CBOR data", max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
     """Decode exactly one canonical CBOR item filling ``data``; FormatError on any fault."""
     reader = _Reader(data, max_depth, max_items, what)
     value = reader.value(0)
-    if reader.pos != len(reader.data):
-        reader.fail("%d trailing bytes" % (len(reader.data) - reader.pos))
+    if reader.pos != reader.size:
+        reader.fail("%d trailing bytes" % (reader.size - reader.pos))
     return value

@@ -2,14 +2,17 @@
 
 import time
 
-from . import checkout as checkout_mod
-from . import fsck as fsck_mod
-from . import prune as prune_mod
-from . import trees
 from .commands import Arg, Opt, command
 from .errors import ConfigError, UsageError
-from .objects import S_IFDIR, S_IFLNK, S_IFMT, to_hex
-from .repo import Repo
+
+# Implementation modules are imported inside each command: start-up stays short for all of them.
+S_IFMT, S_IFLNK, S_IFDIR = 0o170000, 0o120000, 0o040000
+
+
+def to_hex(oid):
+    from .objects import to_hex as hexed
+
+    return hexed(oid)
 
 
 def iso_time(ts):
@@ -57,6 +60,8 @@ def commit_text(d):
                       choices=("bare", "user"))],
          state=True)
 def cmd_init(ctx, opts):
+    from .repo import Repo
+
     path = opts.repo
     if not path:
         raise ConfigError("init needs --repo PATH", "updater --repo PATH init")
@@ -126,6 +131,8 @@ def _entry_line(d):
          options=[Opt(("-R", "--recursive"), "list everything below PATH", flag=True)],
          state=True)
 def cmd_ls(ctx, opts):
+    from . import trees
+
     repo = ctx.repo()
     oid = repo.resolve(opts.rev)
     entry = trees.lookup(repo, oid, opts.path or "/")
@@ -138,8 +145,10 @@ def cmd_ls(ctx, opts):
     else:
         tree = repo.load_tree(entry.oid)
         base = entry.path.rstrip("/")
-        items = [trees.Entry(base + "/" + n, "dir", t, meta=m) for n, t, m in tree.dirs]
-        items += [trees.Entry(base + "/" + f[0], "file", f[1], f[2], f[3]) for f in tree.files]
+        from .trees import Entry
+
+        items = [Entry(base + "/" + n, "dir", t, meta=m) for n, t, m in tree.dirs]
+        items += [Entry(base + "/" + f[0], "file", f[1], f[2], f[3]) for f in tree.files]
         items.sort(key=lambda e: e.path.encode())
         for e in items:
             out.append(_entry_dict(repo, e))
@@ -149,6 +158,8 @@ def cmd_ls(ctx, opts):
 @command("diff", "List paths added (A), removed (D) and modified (M) between two commits",
          args=[Arg("REV1", "the older revision"), Arg("REV2", "the newer revision")], state=True)
 def cmd_diff(ctx, opts):
+    from . import trees
+
     repo = ctx.repo()
     a = repo.resolve(opts.rev1)
     b = repo.resolve(opts.rev2)
@@ -169,6 +180,8 @@ def cmd_diff(ctx, opts):
                       multiple=True, metavar="DIR")],
          state=True)
 def cmd_checkout(ctx, opts):
+    from . import checkout as checkout_mod
+
     repo = ctx.repo()
     oid = repo.resolve(opts.rev)
     stats = checkout_mod.checkout(repo, oid, opts.dest, copy=opts.copy, progress=ctx.progress("checkout", "files"))
@@ -180,6 +193,8 @@ def cmd_checkout(ctx, opts):
 
 @command("fsck", "Re-hash every object; exit 1 on any mismatch or missing object", state=True)
 def cmd_fsck(ctx, opts):
+    from . import fsck as fsck_mod
+
     repo = ctx.repo()
     report = fsck_mod.fsck(repo, ctx.progress("fsck", "objects"))
     d = report.as_dict()
@@ -203,6 +218,8 @@ def cmd_fsck(ctx, opts):
 def cmd_prune(ctx, opts):
     if opts.keep is not None and opts.keep < 1:
         raise UsageError("prune: --keep must be at least 1, got %d" % opts.keep)
+    from . import prune as prune_mod
+
     repo = ctx.repo()
     with repo.lock(not opts.no_wait, ctx.say):
         result = prune_mod.prune(repo, opts.keep, dry_run=opts.dry_run)

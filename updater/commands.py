@@ -11,7 +11,9 @@ A command module declares commands with the ``command`` decorator::
         ctx.emit({"vars": found}, human=lambda d: ...)
         return 0
 
-``state=True`` adds ``--json``. ``opts`` holds the command's options and arguments and the
+``state=True`` adds ``--json``. Command modules are imported at every start, so they import
+only ``updater.commands`` (and errors) at top level and their implementation modules inside
+each command function: ``updater --help`` and every command start quickly on a small device. ``opts`` holds the command's options and arguments and the
 global ones (``opts.repo``, ``opts.sysroot``, ``opts.board``, ``opts.json``, ``opts.no_wait``).
 Commands return an exit code or raise an ``updater.errors`` error; ``updater.cli.main`` maps
 errors to exit codes and prints them. Commands never print progress themselves: they pass

@@ -13,6 +13,7 @@ docs/repository-format.md for the field tables:
 The ID of a tree, meta or commit object is SHA-256 of its bytes.
 """
 
+import binascii
 import hashlib
 
 from . import cbor
@@ -36,7 +37,7 @@ def sha256(data):
 
 
 def to_hex(oid):
-    return "".join("%02x" % b for b in oid)
+    return binascii.hexlify(oid).decode()
 
 
 def from_hex(text, what="checksum"):

@@ -1,8 +1,6 @@
 """Build-server commands: commit."""
 
 from ..commands import Arg, Opt, command
-from ..objects import to_hex
-from . import commit as commit_mod
 
 
 @command("commit", "Record a directory or tar archive as a new commit on a branch",
@@ -17,6 +15,9 @@ from . import commit as commit_mod
                   Opt("--skip-special", "leave out device nodes, FIFOs and sockets (with a warning each)", flag=True)],
          state=True, host=True)
 def cmd_commit(ctx, opts):
+    from ..objects import to_hex
+    from . import commit as commit_mod
+
     repo = ctx.repo()
     with repo.lock(not opts.no_wait, ctx.say):
         cid, stats = commit_mod.commit_source(

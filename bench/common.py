@@ -1,0 +1,90 @@
+"""Shared pieces of the benchmarks: the dataset pair, timing with peak RSS, ratio tables.
+
+The dataset is the pair from ../shared/datasets/make-rootfs-pair (Debian 12 minbase before and
+after its updates). Set UPDATER_DATASET to a directory holding v1.tar and v2.tar, or let
+``dataset()`` build it (root, debootstrap and the Debian mirror; 2-4 minutes) into
+bench/results/pair.
+"""
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+MAKE_PAIR = os.path.join(ROOT, "..", "shared", "datasets", "make-rootfs-pair")
+UPDATER = [sys.executable, "-m", "updater"]
+
+
+def dataset():
+    """Directory with v1.tar and v2.tar (built if missing)."""
+    path = os.environ.get("UPDATER_DATASET") or os.path.join(RESULTS, "pair")
+    if not (os.path.exists(os.path.join(path, "v1.tar")) and os.path.exists(os.path.join(path, "v2.tar"))):
+        print("bench: building the dataset pair into %s (a few minutes)" % path, file=sys.stderr)
+        subprocess.run([MAKE_PAIR, path], check=True)
+    return path
+
+
+def without_special(src, dst):
+    """A copy of tar ``src`` without device nodes and FIFOs (neither OSTree nor updater store them)."""
+    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+        return dst
+    with tarfile.open(src) as tin, tarfile.open(dst + ".tmp", "w", format=tarfile.PAX_FORMAT) as tout:
+        for m in tin:
+            if m.ischr() or m.isblk() or m.isfifo():
+                continue
+            tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+    os.replace(dst + ".tmp", dst)
+    return dst
+
+
+def run(cmd, cwd=None, env=None):
+    """(seconds, peak RSS bytes of the child, stdout) of one command; raises on failure."""
+    start = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit("bench: %s failed (%d):\n%s%s" % (" ".join(cmd), proc.returncode, proc.stdout, proc.stderr))
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the maximum over all children so far; measure through /usr/bin/time
+    # when a per-command figure matters (see timed()).
+    del before, peak
+    return elapsed, proc.stdout
+
+
+def timed(cmd, cwd=None, env=None):
+    """(seconds, peak RSS in bytes, stdout) using GNU time's %M when available."""
+    if os.path.exists("/usr/bin/time"):
+        start = time.monotonic()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        elapsed = time.monotonic() - start
+        if proc.returncode != 0:
+            raise SystemExit("bench: %s failed:\n%s%s" % (" ".join(cmd), proc.stdout, proc.stderr))
+        rss_kb = int(proc.stderr.strip().splitlines()[-1])
+        return elapsed, rss_kb * 1024, proc.stdout
+    elapsed, out = run(cmd, cwd, env)
+    return elapsed, 0, out
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def table(rows, headers):
+    """Print a plain-text table; rows are lists of strings."""
+    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+def mib(n):
+    return "%.1f MiB" % (n / 1048576.0)
