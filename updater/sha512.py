@@ -50,13 +50,13 @@ _BLOCK = 128
 
 
 def _compress(state, block):
-    w = list(struct.unpack(">16Q", block))
+    w = list(struct.unpack(">16Q", block)) + [0] * 64
     for t in range(16, 80):
         x = w[t - 15]
         s0 = ((x >> 1) | (x << 63)) ^ ((x >> 8) | (x << 56)) ^ (x >> 7)
         x = w[t - 2]
         s1 = ((x >> 19) | (x << 45)) ^ ((x >> 61) | (x << 3)) ^ (x >> 6)
-        w.append((w[t - 16] + (s0 & _M) + w[t - 7] + (s1 & _M)) & _M)
+        w[t] = (w[t - 16] + (s0 & _M) + w[t - 7] + (s1 & _M)) & _M
     a, b, c, d, e, f, g, h = state
     k = _K
     for t in range(80):
