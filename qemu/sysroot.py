@@ -48,9 +48,10 @@ def _inputs_key(arch):
     """A hash of everything an OS tree is built from, to reuse cached trees."""
     h = hashlib.sha256(arch.encode())
     paths = [tree.OS_INIT, tree.EARLY_INIT, os.path.abspath(tree.__file__)]
-    for root, dirs, files in os.walk(os.path.join(TOP, "updater")):
-        dirs[:] = sorted(d for d in dirs if d not in ("host", "__pycache__"))
-        paths += [os.path.join(root, f) for f in sorted(files) if f.endswith(".py")]
+    for top in ("updater", "board-configs"):
+        for root, dirs, files in os.walk(os.path.join(TOP, top)):
+            dirs[:] = sorted(d for d in dirs if d not in ("host", "__pycache__"))
+            paths += [os.path.join(root, f) for f in sorted(files) if not f.endswith(".pyc")]
     for p in paths:
         h.update(p.encode())
         with open(p, "rb") as f:

@@ -139,6 +139,7 @@ def build_tree(arch, version, dest, broken=False, initramfs=None):
     with open(OS_INIT, "rb") as f:
         _write(os.path.join(dest, "sbin", "init"), f.read(), 0o755)
     _copy_updater(os.path.join(dest, "usr", "lib", "updater", "updater"))
+    shutil.copytree(os.path.join(TOP, "board-configs"), os.path.join(dest, "etc", "updater", "board-configs"))
     _compile(os.path.join(dest, "usr", "lib", "updater"))
     _write(os.path.join(dest, "usr", "bin", "updater"),
            "#!/bin/sh\nPYTHONPATH=/usr/lib/updater exec /usr/bin/python3.11 -m updater \"$@\"\n", 0o755)

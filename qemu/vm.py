@@ -191,14 +191,18 @@ class VM:
     def sh(self, command, timeout=60, check=True):
         """Run ``command`` in the guest shell; returns (exit status, output text)."""
         tag = "%08x" % (int(time.monotonic() * 1000) & 0xffffffff)
+        with self.lock:
+            start = len(self.buf)
         self.send("%s; echo \"@@$?@@%s\"\n" % (command, tag))
         _, m = self.expect(r"@@(\d+)@@%s" % tag, timeout)
         with self.lock:
-            out = self.buf[:m.start()].decode("utf-8", "replace")
-        # the output is everything between the echoed command line and the marker
-        start = out.rfind(tag + "\"")
-        text = out[start + len(tag) + 1:] if start >= 0 else out
-        text = text.replace("\r", "").strip("\n")
+            region = self.buf[start:m.start()].decode("utf-8", "replace")
+        # Drop the shell's echo of the command line (the terminal may wrap it anywhere).
+        region = region.replace("\r", "")
+        echo = "".join(re.escape(c) + "\n?" for c in '@@$?@@%s"' % tag)
+        e = re.search(echo, region)
+        text = region[e.end():] if e else region
+        text = text.strip("\n")
         rc = int(m.group(1))
         if check and rc != 0:
             raise VMError("%s: guest command %r failed with status %d:\n%s" % (self.name, command, rc, text))

@@ -12,12 +12,14 @@ chmod, chown, xattrs and fsync: hard links fall back to copies, metadata is not 
 becomes flush, and operations that cannot be emulated raise UnsupportedError.
 
 Parts: base (platform facts, errors, hook, paths, reads), write (durable writes, links,
-removal), rawio (offset I/O for env areas), staging (batched renames), lock (flock).
+removal), rawio (offset I/O for env areas), physmem (/dev/mem words for NOR flash),
+staging (batched renames), lock (flock).
 """
 
 from .base import *  # noqa: F401,F403
 from .base import set_hook  # noqa: F401
 from .lock import FileLock  # noqa: F401
+from .physmem import PhysMap  # noqa: F401
 from .rawio import erase_mtd, read_at, write_at  # noqa: F401
 from .staging import Staging  # noqa: F401
 from .write import *  # noqa: F401,F403

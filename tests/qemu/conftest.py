@@ -1,0 +1,69 @@
+"""QEMU ARM end-to-end tests (pytest -m qemu): real U-Boot, real ARM kernels, real reboots.
+
+They need qemu-system-arm (10.x from bookworm-backports), u-boot-qemu, u-boot-tools, e2fsprogs,
+fdisk, and the guest pieces from ``qemu/fetch`` (run by .ci/setup); without them they skip and
+say what to run. Every test gets fresh images in its own tmp_path; VMs run one at a time.
+Each test's boot milestones (seconds since QEMU started) are printed in the summary.
+"""
+
+import os
+import shutil
+import sys
+
+import pytest
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if TOP not in sys.path:
+    sys.path.insert(0, TOP)
+
+from qemu import guest, sysroot, vm  # noqa: E402
+
+BOOT_TIMES = []
+
+
+def _missing(arch):
+    a = guest.ARCHES[arch]
+    for tool in (a["qemu"], "mkimage", "mkfs.ext4", "sfdisk"):
+        if shutil.which(tool) is None:
+            return "%s is not installed (run .ci/setup)" % tool
+    if not os.path.exists(a["uboot"]):
+        return "%s is missing (apt-get install u-boot-qemu)" % a["uboot"]
+    if not guest.have_pieces(arch):
+        return "the %s guest pieces are not fetched (run qemu/fetch %s)" % (arch, arch)
+    return None
+
+
+@pytest.fixture
+def rig(tmp_path, request):
+    """Factory for devices and VMs in this test's tmp_path; kills leftover VMs at the end."""
+
+    class Rig:
+        def __init__(self):
+            self.vms = []
+
+        def device(self, arch="arm64"):
+            why = _missing(arch)
+            if why:
+                pytest.skip(why)
+            return sysroot.Device(arch, str(tmp_path / ("dev-%s" % arch)))
+
+        def vm(self, arch, flash, disks, name="vm"):
+            m = vm.VM(arch, flash, disks, str(tmp_path / "console.log"), name="%s:%s" % (request.node.name, name))
+            self.vms.append(m)
+            return m.start()
+
+        def record(self, m, label=""):
+            BOOT_TIMES.append("%s%s: %s" % (request.node.name, label, m.boot_times()))
+
+    r = Rig()
+    yield r
+    for m in r.vms:
+        if m.proc and m.proc.poll() is None:
+            m.kill()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if BOOT_TIMES:
+        terminalreporter.section("QEMU boot times (seconds since QEMU started)")
+        for line in BOOT_TIMES:
+            terminalreporter.write_line(line)
