@@ -99,19 +99,42 @@ def _place_file(repo, entry, path, force_copy, stats):
     stats.copied_bytes += size
 
 
+def _needs_meta(meta, as_root, umask, sgid_parent):
+    """Whether a directory made by mkdir(path, mode) still needs chown/chmod/xattrs afterwards."""
+    if not as_root:
+        return True
+    return (meta.uid != 0 or meta.gid != 0 or sgid_parent or meta.mode & 0o7000
+            or meta.mode & umask or bool(meta.xattrs))
+
+
 def checkout_tree(repo, tree_id, meta_id, dest, copy=(), progress=None, total=None):
     """Materialise tree ``tree_id`` into the empty directory ``dest``; returns Stats.
 
     ``copy``: relative directory paths (e.g. ("etc",)) whose files are copied, not linked.
+    As root, directories are created with their final mode and touched again only when the
+    owner, special bits, umask or xattrs require it; otherwise they are created 0700 and get
+    their metadata afterwards, deepest first (so read-only directories can still be filled).
     """
     stats = Stats()
     copy_set = {}
     for path in copy:
         copy_set[path.strip("/")] = True
-    created = [(dest, meta_id)]
-    stack = [(tree_id, dest, "", False)]
+    owner = repo.mode == "bare"
+    as_root = owner and fs.is_root()
+    umask = fs.umask()
+    metas = {}
+
+    def meta_of(mid):
+        meta = metas.get(mid)
+        if meta is None:
+            meta = repo.load_dirmeta(mid)
+            metas[mid] = meta
+        return meta
+
+    later = [(dest, meta_of(meta_id))]
+    stack = [(tree_id, dest, "", False, False)]
     while stack:
-        tid, directory, rel, force_copy = stack.pop()
+        tid, directory, rel, force_copy, sgid = stack.pop()
         tree = repo.load_tree(tid)
         for entry in tree.files:
             _place_file(repo, entry, directory + "/" + entry[0], force_copy, stats)
@@ -120,17 +143,14 @@ def checkout_tree(repo, tree_id, meta_id, dest, copy=(), progress=None, total=No
         for name, sub_tree, sub_meta in tree.dirs:
             path = directory + "/" + name
             sub_rel = rel + "/" + name if rel else name
-            fs.mkdir(path, 0o700)
+            meta = meta_of(sub_meta)
+            fs.mkdir(path, meta.mode & 0o777 if as_root else 0o700)
             stats.dirs += 1
-            created.append((path, sub_meta))
-            stack.append((sub_tree, path, sub_rel, force_copy or sub_rel in copy_set))
-    owner = repo.mode == "bare"
-    metas = {}
-    for path, mid in reversed(created):
-        meta = metas.get(mid)
-        if meta is None:
-            meta = repo.load_dirmeta(mid)
-            metas[mid] = meta
+            if _needs_meta(meta, as_root, umask, sgid):
+                later.append((path, meta))
+            stack.append((sub_tree, path, sub_rel, force_copy or sub_rel in copy_set,
+                          bool(meta.mode & 0o2000) or sgid))
+    for path, meta in reversed(later):
         fs.apply_meta(path, meta.mode | S_IFDIR, meta.uid, meta.gid, meta.xattrs, owner)
     return stats
 

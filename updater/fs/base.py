@@ -268,3 +268,13 @@ def is_root():
     """True when running as root (owners and xattrs can be set), False elsewhere or unknown."""
     geteuid = getattr(os, "geteuid", None)
     return bool(geteuid and geteuid() == 0)
+
+
+def umask():
+    """The process umask (read without changing it for longer than a call); 0o022 if unknown."""
+    fn = getattr(os, "umask", None)
+    if fn is None:
+        return 0o022
+    old = fn(0o022)
+    fn(old)
+    return old
