@@ -17,6 +17,10 @@ Runs on CPython and MicroPython.
 import sys
 
 from . import fs, ini
+from .disklayout import DiskLayout, Partition, parse_size, partition_device  # noqa: F401 (re-exported)
+from .disklayout import bad as _bad
+from .disklayout import choice as _choice
+from .disklayout import where as _where
 from .errors import ConfigError, NotFoundError
 from .ubootenv import FLAGS_BOOLEAN, FLAGS_COUNTER, MAX_ENV_SIZE, header_size, name_problem
 
@@ -34,43 +38,11 @@ DEFAULT_VARS = {"current": "upd_current", "trial": "upd_trial", "count": "upd_co
 ARCHES = ("arm64", "arm")
 BOOT_COMMANDS = ("booti", "bootz", "bootm")
 CODECS = ("zlib", "xz", "zstd")
-TABLES = ("gpt", "mbr")
-PART_TYPES = ("linux", "efi", "fat32", "swap")
-FILESYSTEMS = ("ext4", "vfat", "none")
-ROLES = ("sysroot", "boot", "data", "none")
 _UNSAFE_ARG_CHARS = "\"'\\;`"
 
 
 def _pow2(n):
     return n > 0 and (n & (n - 1)) == 0
-
-
-def parse_size(text, where):
-    """Bytes from '4096', '0x1000', '512K', '64M', '2G' (binary units)."""
-    raw = text.strip()
-    mult = 1
-    if raw and raw[-1] in "KkMmGg":
-        mult = {"k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}[raw[-1].lower()]
-        raw = raw[:-1]
-    value = ini.parse_int(raw, where) * mult
-    if value < 0:
-        raise ConfigError("%s: expected a size of at least 0, got '%s'" % (where, text))
-    return value
-
-
-def _where(sec, key):
-    return "%s:%d: [%s] %s" % (sec.source, sec.lines.get(key, sec.line), sec.name, key)
-
-
-def _bad(sec, key, msg, hint=None):
-    return ConfigError("%s: %s" % (_where(sec, key), msg), hint)
-
-
-def _choice(sec, key, choices, default=None):
-    value = sec.get(key, default) if default is not None else sec.get(key)
-    if value not in choices:
-        raise _bad(sec, key, "expected one of %s, got '%s'" % (", ".join(choices), value))
-    return value
 
 
 def _rel_path(sec, key, required):
@@ -244,79 +216,6 @@ class DeviceSettings:
 
     def as_dict(self):
         return {"codecs": list(self.codecs), "require_signatures": self.require_signatures}
-
-
-class Partition:
-    """One ``[partition.NAME]`` section."""
-
-    def __init__(self, name, sec):
-        self.name = name
-        self.index = sec.get_int("index", minimum=1, maximum=128)
-        raw = sec.get("size")
-        self.size = None if raw == "rest" else parse_size(raw, _where(sec, "size"))
-        if self.size is not None and (self.size == 0 or self.size % (1024 * 1024)):
-            raise _bad(sec, "size", "expected 'rest' or a positive whole number of MiB, got '%s'" % raw)
-        self.type = _choice(sec, "type", PART_TYPES, "linux")
-        self.fs = _choice(sec, "fs", FILESYSTEMS)
-        self.label = sec.get("label", name)
-        if len(self.label) > 16 or " " in self.label:
-            raise _bad(sec, "label", "expected at most 16 characters without blanks, got '%s'" % self.label)
-        self.bootable = sec.get_bool("bootable", False)
-        self.role = _choice(sec, "role", ROLES, "none")
-        self.sec = sec
-
-    def as_dict(self):
-        return {"name": self.name, "index": self.index, "size": self.size, "type": self.type,
-                "fs": self.fs, "label": self.label, "bootable": self.bootable, "role": self.role}
-
-
-def partition_device(disk, index):
-    """Linux's name for partition ``index`` of ``disk`` (/dev/vda -> /dev/vda1, mmcblk1 -> mmcblk1p1)."""
-    sep = "p" if disk[-1:].isdigit() else ""
-    return "%s%s%d" % (disk, sep, index)
-
-
-class DiskLayout:
-    """The partition table provisioning writes: ``[disk]`` plus ``[partition.NAME]`` sections."""
-
-    def __init__(self, sec, parts):
-        self.table = _choice(sec, "table", TABLES)
-        self.device = sec.get("device")
-        if not self.device.startswith("/dev/"):
-            raise _bad(sec, "device", "expected the whole-disk device under /dev, got '%s'" % self.device)
-        raw = sec.get("size", "")
-        self.size = parse_size(raw, _where(sec, "size")) if raw else None
-        self.first_offset = parse_size(sec.get("first_offset", "1M"), _where(sec, "first_offset"))
-        if self.first_offset < 1024 * 1024 or self.first_offset % (1024 * 1024):
-            raise _bad(sec, "first_offset", "expected a whole number of MiB, at least 1M, got %d" % self.first_offset)
-        self.sec = sec
-        self.partitions = sorted(parts, key=lambda p: p.index)
-        if not self.partitions:
-            raise ConfigError("%s: [disk] needs at least one [partition.NAME] section" % sec.source)
-        for i, p in enumerate(self.partitions):
-            if p.index != i + 1:
-                raise _bad(p.sec, "index", "partitions must be numbered 1, 2, ... without gaps; expected %d, got %d"
-                           % (i + 1, p.index))
-            if p.size is None and i != len(self.partitions) - 1:
-                raise _bad(p.sec, "size", "only the last partition may take the 'rest' of the disk")
-        if self.table == "mbr" and len(self.partitions) > 4:
-            raise _bad(sec, "table", "an MBR holds at most 4 primary partitions, got %d" % len(self.partitions))
-        roots = [p for p in self.partitions if p.role == "sysroot"]
-        if len(roots) != 1:
-            raise _bad(sec, "table", "exactly one partition must have role = sysroot, got %d" % len(roots))
-        if self.size is not None:
-            need = self.first_offset + sum(p.size or 1024 * 1024 for p in self.partitions)
-            if need > self.size:
-                raise _bad(sec, "size", "the partitions need %d bytes, the disk has %d" % (need, self.size))
-
-    def sysroot(self):
-        for p in self.partitions:
-            if p.role == "sysroot":
-                return p
-
-    def as_dict(self):
-        return {"table": self.table, "device": self.device, "size": self.size,
-                "first_offset": self.first_offset, "partitions": [p.as_dict() for p in self.partitions]}
 
 
 class Board:
