@@ -26,7 +26,7 @@ GLOBAL_OPTIONS = [
 ]
 
 # Command modules of the device core, then host modules (present only with the host extra).
-DEVICE_MODULES = ("cmd_repo", "cmd_env")
+DEVICE_MODULES = ("cmd_repo", "cmd_env", "cmd_device")
 HOST_MODULES = ("cmd_build", "cmd_sign")
 # Third-party modules whose absence just means "no host tools here".
 _HOST_DEPS = ("cbor2", "bsdiff4", "serial", "cryptography", "zstandard")

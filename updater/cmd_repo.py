@@ -196,14 +196,25 @@ def cmd_fsck(ctx, opts):
     from . import fsck as fsck_mod
 
     repo = ctx.repo()
-    report = fsck_mod.fsck(repo, ctx.progress("fsck", "objects"))
+    sysroot = None
+    extra = ()
+    if opts.get("sysroot") and not opts.get("repo"):
+        from . import deploycheck
+        from .sysroot import Sysroot
+
+        sysroot = Sysroot.open(opts.sysroot)
+        extra = deploycheck.commit_roots(sysroot)
+    report = fsck_mod.fsck(repo, ctx.progress("fsck", "objects"), extra_commits=extra)
+    if sysroot is not None:
+        report.checked["deployment"] = deploycheck.check(sysroot, report)
     d = report.as_dict()
 
     def human(d):
         lines = ["%s %s: %s" % (p["kind"], (p["object"] or "")[:12], p["problem"]) for p in d["problems"]]
         c = d["checked"]
-        lines.append("%s: checked %d commits, %d trees, %d dirmetas, %d files; %d unreferenced objects; %d problems"
+        lines.append("%s: checked %d commits, %d trees, %d dirmetas, %d files%s; %d unreferenced objects; %d problems"
                      % ("ok" if d["ok"] else "FAILED", c["commit"], c["tree"], c["meta"], c["file"],
+                        ", %d deployments" % c["deployment"] if "deployment" in c else "",
                         d["unreferenced_objects"], len(d["problems"])))
         return "\n".join(lines)
 
@@ -212,10 +223,18 @@ def cmd_fsck(ctx, opts):
 
 
 @command("prune", "Delete commits beyond the newest N of each branch, then unreferenced objects",
-         options=[Opt("--keep", "commits to keep per branch (default: all)", kind=int, metavar="N"),
+         description="With --sysroot (and no --repo): remove deployments beyond the device's [deploy] keep\n"
+                     "(never the running, known-good, staged or rollback one), then objects no kept\n"
+                     "deployment or branch head needs; --keep N then counts deployments.",
+         options=[Opt("--keep", "commits to keep per branch (default: all); with --sysroot: deployments",
+                      kind=int, metavar="N"),
                   Opt("--dry-run", "only report what would be removed", flag=True)],
          state=True)
 def cmd_prune(ctx, opts):
+    if opts.get("sysroot") and not opts.get("repo"):
+        from .cmd_device import device_prune
+
+        return device_prune(ctx, opts)
     if opts.keep is not None and opts.keep < 1:
         raise UsageError("prune: --keep must be at least 1, got %d" % opts.keep)
     from . import prune as prune_mod

@@ -16,17 +16,31 @@ Device configuration (INI)::
     [device]   format = 1, board = NAME (a board config), bootloader = uboot | file
     [remote]   url = http://host/repo (or file:///path), branch = BOARD/CHANNEL
     [trust]    keys = NAME.pub ... (files in updater/keys/)
-    [deploy]   keep = 3, reserve = 16M (free space left untouched), health-checks = PATH ...
+    [deploy]   keep = 3, reserve = 16M (free space left untouched), health-checks = PATH ...,
+               verify = new | all (objects re-hashed before a deployment links them)
+
+State (canonical CBOR map, STATE_FORMAT 1; field table in docs/sysroot.md): "format",
+"deployments" {NAME: record}, "seq" (last deployment sequence number), "boot_history" (newest
+last, at most MAX_HISTORY), "last_result"; other engineers' keys (downgrade floor) are kept
+as they are by every load/modify/save.
 """
 
+import os
+import time
+
 from . import cbor, fs, ini
-from .errors import ConfigError, FormatError, StorageError
+from .errors import ConfigError, FormatError, SpaceError, StorageError
 from .repo import Repo
 
 SYSROOT_FORMAT = 1
 STATE_FORMAT = 1
 MAX_STATE_BYTES = 1024 * 1024
 BOOTLOADERS = ("uboot", "file")
+VERIFY_POLICIES = ("new", "all")
+MAX_HISTORY = 32
+CMDLINE_ENV = "UPDATER_CMDLINE"
+PROC_CMDLINE = "/proc/cmdline"
+RUN_BOOTED = "/run/updater/booted"
 
 
 def parse_size(text, where):
@@ -45,7 +59,7 @@ def parse_size(text, where):
 
 class DeviceConfig:
     def __init__(self, board="", bootloader="file", url="", branch="", keys=None, keep=3,
-                 reserve=16 * 1024 * 1024, health_checks=None):
+                 reserve=16 * 1024 * 1024, health_checks=None, verify="new"):
         self.board = board
         self.bootloader = bootloader
         self.url = url
@@ -54,6 +68,7 @@ class DeviceConfig:
         self.keep = keep
         self.reserve = reserve
         self.health_checks = health_checks or []
+        self.verify = verify
 
     @staticmethod
     def parse(text, source="device config"):
@@ -84,6 +99,14 @@ class DeviceConfig:
         cfg.keep = dep.get_int("keep", 3, minimum=2, maximum=100)
         cfg.reserve = parse_size(dep.get("reserve", "16M"), "%s: [deploy] reserve" % source)
         cfg.health_checks = dep.get_list("health-checks", [])
+        for cmd in cfg.health_checks:
+            if not cmd.startswith("/") or "'" in cmd:
+                raise ConfigError("%s: [deploy] health-checks are absolute paths of programs (no quotes), got '%s'"
+                                  % (source, cmd))
+        cfg.verify = dep.get("verify", "new")
+        if cfg.verify not in VERIFY_POLICIES:
+            raise ConfigError("%s: [deploy] verify must be one of %s, got '%s'"
+                              % (source, ", ".join(VERIFY_POLICIES), cfg.verify))
         dep.done()
         return cfg
 
@@ -91,7 +114,7 @@ class DeviceConfig:
         sections = [("device", [("format", SYSROOT_FORMAT), ("board", self.board), ("bootloader", self.bootloader)])]
         sections.append(("remote", [("url", self.url), ("branch", self.branch)]))
         sections.append(("trust", [("keys", " ".join(self.keys))]))
-        dep = [("keep", self.keep), ("reserve", self.reserve)]
+        dep = [("keep", self.keep), ("reserve", self.reserve), ("verify", self.verify)]
         if self.health_checks:
             dep.append(("health-checks", " ".join(self.health_checks)))
         sections.append(("deploy", dep))
@@ -150,7 +173,56 @@ class Sysroot:
         return self._repo
 
     def lock(self, wait=True, notify=None):
-        return fs.FileLock(self.lock_path, "sysroot " + self.path).acquire(wait, notify)
+        """The sysroot's flock (pull, deploy, boot-env writes, prune), as a context manager.
+
+        Re-entrant within a process: ``upgrade`` holds it and the pull it calls may take it again.
+        A second process waits (``notify`` says for whom) or, with ``wait=False``, gets
+        LockedError naming the holder.
+        """
+        held = _HELD.get(self.lock_path)
+        if held is not None:
+            held[1] += 1
+            return _Held(self.lock_path)
+        lock = fs.FileLock(self.lock_path, "sysroot " + self.path).acquire(wait, notify)
+        _HELD[self.lock_path] = [lock, 1]
+        return _Held(self.lock_path)
+
+    def bootloader(self, board=None, env_file=None):
+        """The boot-selection backend the device configuration names (updater.bootloader)."""
+        from . import bootloader
+
+        return bootloader.for_sysroot(self.path, self.config(), board, env_file)
+
+    def deployment_path(self, name):
+        return fs.join(self.deploy_dir, name)
+
+    def check_space(self, needed, doing):
+        """SpaceError unless ``needed`` bytes fit beside the configured reserve (nothing written)."""
+        free = fs.free_bytes(self.dir)
+        reserve = self.config().reserve
+        if free < needed + reserve:
+            raise SpaceError("%s: needs about %d bytes plus the reserve of %d, but only %d are free on %s"
+                             % (doing, needed, reserve, free, self.path),
+                             "free space with 'updater --sysroot %s prune', or lower [deploy] reserve" % self.path)
+        return free
+
+    def booted(self):
+        """NAME of the deployment this system runs (None on a host or an unknown boot).
+
+        $UPDATER_CMDLINE names a file read instead of /proc/cmdline (tests, demos); without it
+        /run/updater/booted (written by the early-boot init: what it really mounted, which may
+        be a fallback) wins over ``updater.deployment=`` on /proc/cmdline.
+        """
+        override = os.getenv(CMDLINE_ENV)
+        if override:
+            return booted_from_cmdline(fs.read_bytes(override, 65536, "reading kernel command line"))
+        if fs.exists(RUN_BOOTED):
+            name = fs.read_bytes(RUN_BOOTED, 512, "reading booted deployment").decode("utf-8", "replace").strip()
+            if name and "/" not in name and not name.startswith("."):
+                return name
+        if fs.exists(PROC_CMDLINE):
+            return booted_from_cmdline(fs.read_bytes(PROC_CMDLINE, 65536, "reading kernel command line"))
+        return None
 
     def trusted_keys(self):
         """{file name: 32-byte Ed25519 public key} of the configured keys (missing file: error)."""
@@ -182,7 +254,71 @@ class Sysroot:
 
     def save_state(self, state):
         state["format"] = STATE_FORMAT
+        history = state.get("boot_history")
+        if isinstance(history, list) and len(history) > MAX_HISTORY:
+            state["boot_history"] = history[-MAX_HISTORY:]
         fs.write_atomic(self.state_path, cbor.encode(state))
+
+
+def records(state):
+    """The {NAME: record} map of deployments in ``state`` (created if missing)."""
+    recs = state.get("deployments")
+    if not isinstance(recs, dict):
+        recs = {}
+        state["deployments"] = recs
+    return recs
+
+
+def add_history(state, event, booted, detail=""):
+    """Append a boot-history entry {"time", "event", "booted", "detail"} (bounded on save)."""
+    history = state.get("boot_history")
+    if not isinstance(history, list):
+        history = []
+        state["boot_history"] = history
+    history.append({"time": int(time.time()), "event": event, "booted": booted or "", "detail": detail})
+
+
+def set_result(state, command, ok, message):
+    state["last_result"] = {"time": int(time.time()), "command": command, "ok": bool(ok), "message": message}
+
+
+def booted_from_cmdline(data):
+    """The NAME of ``updater.deployment=NAME`` in kernel command-line bytes, or None."""
+    for word in data.decode("utf-8", "replace").split():
+        if word.startswith("updater.deployment="):
+            name = word[len("updater.deployment="):]
+            if name and "/" not in name and not name.startswith(".") and len(name) <= 128:
+                return name
+    return None
+
+
+class _Held:
+    """Context manager for one acquisition of a sysroot lock (see Sysroot.lock)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.released = False
+
+    def release(self):
+        if self.released:
+            return
+        self.released = True
+        held = _HELD.get(self.path)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] <= 0:
+            del _HELD[self.path]
+            held[0].release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+_HELD = {}
 
 
 def parse_public_key(data, where="public key"):
