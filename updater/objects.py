@@ -117,8 +117,23 @@ def _check_xattrs(xattrs, what):
         raise FormatError("%s: extended attributes larger than %d bytes" % (what, MAX_XATTR_BYTES))
 
 
+_HEADER_MEMO = {}
+
+
 def file_header(mode, uid, gid, xattrs=None, target=None):
     """Canonical header bytes of a regular file (target None) or a symlink."""
+    plain = not xattrs and target is None and isinstance(mode, int) and isinstance(uid, int) and isinstance(gid, int)
+    if plain:
+        memo = _HEADER_MEMO.get((mode, uid, gid))
+        if memo is not None:
+            return memo
+    data = _file_header(mode, uid, gid, xattrs, target)
+    if plain and len(_HEADER_MEMO) < 1024:
+        _HEADER_MEMO[(mode, uid, gid)] = data
+    return data
+
+
+def _file_header(mode, uid, gid, xattrs, target):
     kind = mode & S_IFMT
     _check_ids(uid, gid, "file header")
     value = {"mode": mode, "uid": uid, "gid": gid}
