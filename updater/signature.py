@@ -176,7 +176,8 @@ def _keyring(trusted, what):
 
 
 def verify_digest(trusted, digest, sig_blob, what, purpose=PURPOSE_DATA, threshold=1):
-    """Check ``sig_blob`` over data whose SHA-256 is ``digest``; returns the first verifying key name.
+    """Check ``sig_blob`` over data whose SHA-256 is ``digest``; returns the verifying key's name
+    (the first in sorted order when several verify).
 
     ``trusted``: {name: 32-byte public key}. Raises TrustError (see the module docstring).
     """
@@ -209,6 +210,7 @@ def verify_digest(trusted, digest, sig_blob, what, purpose=PURPOSE_DATA, thresho
         raise TrustError("verifying %s: %d trusted signatures needed, got %d (%s)"
                          % (what, threshold, len(good), ", ".join(good)),
                          "sign with more of the trusted keys")
+    good.sort()
     return good[0]
 
 
