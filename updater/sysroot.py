@@ -215,6 +215,8 @@ class Sysroot:
         """
         override = os.getenv(CMDLINE_ENV)
         if override:
+            if not fs.exists(override):
+                return None
             return booted_from_cmdline(fs.read_bytes(override, 65536, "reading kernel command line"))
         if fs.exists(RUN_BOOTED):
             name = fs.read_bytes(RUN_BOOTED, 512, "reading booted deployment").decode("utf-8", "replace").strip()

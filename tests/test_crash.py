@@ -1,0 +1,102 @@
+"""Crash safety: an update killed at EVERY durable operation leaves a device that boots the old
+deployment or the complete new one, passes fsck, holds no object under a wrong hash, and
+completes the update when it runs again (tests/crashharness.py explains the method)."""
+
+import os
+import shutil
+
+import pytest
+
+from crashharness import CRASH_EXIT, Device, copy_tree, run_cli, run_killed_at
+
+from updater.sysroot import DeviceConfig, Sysroot
+
+BRANCH = "demo/stable"
+
+
+def write(root, rel, data, mode=0o644):
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def sample(root, version):
+    """A small OS tree: kernel, init, /etc with a subdirectory, a library, a symlink, an empty file."""
+    write(root, "boot/vmlinuz", b"kernel %s\n" % version.encode() * 50)
+    write(root, "sbin/init", b"#!/bin/sh\necho init\n", 0o755)
+    write(root, "etc/hostname", b"device\n")
+    write(root, "etc/motd", b"welcome to version %s\n" % version.encode())
+    write(root, "etc/app/app.conf", b"level=%s\n" % version.encode())
+    write(root, "etc/empty.conf", b"")
+    write(root, "usr/lib/libapp.so.1", b"lib" * 3000 + version.encode())
+    write(root, "usr/share/doc/README", b"docs\n")
+    if version == "2":
+        write(root, "usr/bin/newtool", b"new in 2\n", 0o755)
+    os.symlink("../usr/lib/libapp.so.1", os.path.join(root, "sbin/libapp"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A device running v1 (booted, marked good, /etc changed locally) with v2 in its repository."""
+    base = str(tmp_path_factory.mktemp("crash"))
+    root = os.path.join(base, "template")
+    Sysroot.create(root, DeviceConfig(board="demo", bootloader="file", branch=BRANCH, reserve=0))
+    repo = os.path.join(root, "updater", "repo")
+    cmdline = os.path.join(base, "cmdline")
+    dev = Device(root, cmdline)
+    rc, out, err = run_cli(["--repo", repo, "commit", sample(os.path.join(base, "v1"), "1"), "--branch", BRANCH,
+                            "--version", "1", "--timestamp", "1000"])
+    assert rc == 0, err
+    rc, out, err = dev.run(["deploy", BRANCH])
+    assert rc == 0, err
+    old, (rc, out, err) = dev.reboot()
+    assert rc == 0, err
+    with open(os.path.join(dev.deploy_dir(), old, "etc", "hostname"), "w") as f:
+        f.write("changed-on-the-device\n")
+    rc, out, err = run_cli(["--repo", repo, "commit", sample(os.path.join(base, "v2"), "2"), "--branch", BRANCH,
+                            "--version", "2", "--timestamp", "2000"])
+    assert rc == 0, err
+    new_commit = out.split()[1]
+    return {"base": base, "root": root, "old": old, "new": new_commit, "cmdline": cmdline}
+
+
+def fresh(template, tag):
+    work = os.path.join(template["base"], "run-%s" % tag)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    root = os.path.join(work, "sysroot")
+    copy_tree(template["root"], root)
+    return Device(root, os.path.join(work, "cmdline"))
+
+
+def test_harness_counts_every_durable_operation(template):
+    dev = fresh(template, "count")
+    rc, ops = run_killed_at(["--sysroot", dev.path, "deploy", BRANCH], 0, dev.env)
+    assert rc == 0
+    kinds = set(op.split()[0] for op in ops)
+    assert {"write", "fsync", "sync", "rename", "link", "mkdir"} <= kinds, kinds
+    # the boot selection is the last write of a deploy: its file is renamed into place
+    assert any(op.startswith("rename ") and op.endswith("/updater/bootenv") for op in ops[-8:]), ops[-8:]
+    rc, ops2 = run_killed_at(["--sysroot", dev.path, "deploy", BRANCH], 3, dev.env)
+    assert rc == CRASH_EXIT and len(ops2) == 3
+
+
+def test_deploy_killed_at_every_point(template):
+    argv = ["deploy", BRANCH]
+    probe = fresh(template, "probe")
+    rc, ops = run_killed_at(["--sysroot", probe.path] + argv, 0, probe.env)
+    assert rc == 0
+    assert len(ops) >= 30
+    failures = []
+    for k in range(1, len(ops) + 1):
+        dev = fresh(template, "k")
+        rc, seen = run_killed_at(["--sysroot", dev.path] + argv, k, dev.env)
+        assert rc == CRASH_EXIT, "deploy was not killed at point %d (%s): exit %d" % (k, ops[k - 1], rc)
+        problems = dev.check_after_crash(argv, template["old"], template["new"])
+        if problems:
+            failures.append("killed before %d/%d (%s): %s" % (k, len(ops), seen[-1], "; ".join(problems)))
+    print("crash points exercised: %d" % len(ops))
+    assert not failures, "\n".join(failures[:10])
