@@ -87,6 +87,14 @@ def test_updater_writes_fw_printenv_reads(rig):
         assert rig.printenv() == want
 
 
+def test_empty_value_stored_not_deleted(rig):
+    store = rig.store()
+    variables = {"empty": "", "other": "x", "eq": "="}
+    store.replace(variables, force=True)  # replace() stores exactly these, empty value included
+    assert store.read() == variables
+    assert rig.printenv() == variables
+
+
 def test_fw_setenv_writes_updater_reads(rig, tmp_path):
     values = {"a": "1", "spaces": "x  y ", "eq": "k=v=w", "script": "run a; run b"}
     rig.setenv_script(values, tmp_path)
