@@ -11,10 +11,11 @@ import os
 import time
 
 from ed25519_vectors import INVALID, VALID
-from mpytest import raises, run
+from mpytest import raises, run, scratch
 
-from updater import ed25519, signature, summary
+from updater import ed25519, signature, summary, trust
 from updater.errors import FormatError, TrustError
+from updater.sysroot import DeviceConfig, Sysroot
 
 unhex = bytes.fromhex
 MAX_VERIFY_MS = 1000
@@ -117,6 +118,23 @@ def test_freshness_state():
     assert "Expected version >= 2.10.0, got 2.1.0" in str(err), str(err)
     state[summary.STATE_SERIAL] = 8
     raises(TrustError, summary.check_not_older, s, "qemu-arm64/stable", state)
+
+
+def test_check_summary_with_durable_state():
+    cfg = DeviceConfig(board="qemu-arm64", url="file:///srv/repo", branch="qemu-arm64/stable", keys=["build.pub"])
+    root = Sysroot.create(scratch("trust-sysroot") + "/dev", cfg, keys={"build.pub": (KEY.hex() + "\n").encode()})
+    s, entry = trust.check_summary(root, SUMMARY, SIG, now=T0 + 1)
+    assert entry.version == "2.1.0"
+    again = Sysroot.open(root.path)
+    state = again.load_state()
+    assert state[summary.STATE_SERIAL] == 7 and state[summary.STATE_BRANCHES]["qemu-arm64/stable"]["commit"] == entry.commit
+    trust.check_summary(again, SUMMARY, SIG, now=T0 + 2)  # the same summary again
+    state[summary.STATE_BRANCHES]["qemu-arm64/stable"]["version"] = "3.0"
+    again.save_state(state)
+    err = raises(TrustError, trust.check_summary, Sysroot.open(root.path), SUMMARY, SIG, None, T0 + 3)
+    assert "Expected version >= 3.0, got 2.1.0" in str(err)
+    empty = Sysroot.create(scratch("trust-sysroot") + "/nokeys", DeviceConfig(branch="qemu-arm64/stable"))
+    raises(TrustError, trust.check_summary, empty, SUMMARY, SIG, None, T0)
 
 
 def test_version_order():
