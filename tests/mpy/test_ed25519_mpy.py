@@ -1,4 +1,4 @@
-# heap: 256K
+# heap: 512K
 """Ed25519, signature files and signed summaries under MicroPython (no cryptography, no sha512).
 
 RFC 8032 vectors and strictness cases verified by the pure path within the heap budget above,
