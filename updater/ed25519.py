@@ -27,6 +27,7 @@ from .sha512 import sha512
 
 try:
     from cryptography.exceptions import InvalidSignature as _InvalidSignature
+    from cryptography.exceptions import UnsupportedAlgorithm as _Unsupported
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as _PublicKey
 except ImportError:
     _PublicKey = None
@@ -240,4 +241,6 @@ def verify(public_key, message, signature):
         _PublicKey.from_public_bytes(bytes(public_key)).verify(bytes(signature), bytes(message))
     except (_InvalidSignature, ValueError):
         return False
+    except _Unsupported:  # an OpenSSL built without Ed25519 (e.g. some FIPS builds)
+        return verify_pure(public_key, message, signature)
     return True
