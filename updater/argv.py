@@ -174,6 +174,9 @@ class Parser:
             return None, gns, None
         cmd, used = self._find(rest)
         if cmd is None:
+            rest = self._hoist_group_options(rest)
+            cmd, used = self._find(rest)
+        if cmd is None:
             group = [name for name in self.commands if name.startswith(rest[0] + " ")]
             if group:
                 if len(rest) == 1 or rest[1] in ("-h", "--help"):
@@ -203,6 +206,24 @@ class Parser:
             if opt.required and getattr(ns, opt.dest) in (None, []):
                 raise UsageError("%s: option %s is required" % (cmd.name, opt.flags[-1]))
         return cmd, gns, ns
+
+    def _hoist_group_options(self, rest):
+        """'GROUP --opt V SUB ARGS' -> 'GROUP SUB --opt V ARGS': options may come before a subcommand."""
+        members = [c for n, c in self.commands.items() if n.startswith(rest[0] + " ")]
+        if not members or len(rest) < 3 or not rest[1].startswith("-") or rest[1] in ("-h", "--help", "--"):
+            return rest
+        valued = {}
+        for c in members:
+            for opt in c.options + self.global_options:
+                for flag in opt.flags:
+                    valued[flag] = valued.get(flag, False) or not opt.flag
+        i = 1
+        while i < len(rest) and rest[i].startswith("-") and rest[i] != "--":
+            i += 1 if "=" in rest[i] or not valued.get(rest[i]) else 2
+        cmd, used = self._find([rest[0]] + rest[i:])
+        if cmd is None:
+            return rest
+        return [rest[0]] + rest[i:i + used - 1] + rest[1:i] + rest[i + used - 1:]
 
     def _bind_args(self, cmd, positionals, ns):
         words = list(positionals)

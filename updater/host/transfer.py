@@ -1,0 +1,136 @@
+"""``console push`` end to end: start ``updater receive`` on the device, send, reconnect, resume.
+
+``push(open_console, path, ...)`` opens the port, finds a receiver still running from an earlier
+attempt (its heartbeats) or reaches the shell and types ``DEVICE_CMD receive``, then runs the
+Sender. When the line drops (LineDown, or the port vanishes) it closes the port, reopens it
+and carries on from the offset the device holds, until no progress was made for ``timeout``
+seconds. A file that arrived complete but did not match its SHA-256 is sent once more.
+"""
+
+import re
+import time
+
+from .. import serialframe as sf
+from ..errors import FetchError
+from .console import LineDown
+from .sender import Sender, file_identity
+
+
+def start_receiver(con, device_cmd, login, password, encoding, receive_args, timeout=20.0):
+    """Make sure an ``updater receive`` is listening on the console."""
+    con.mark()
+    con.settle(quiet=0.3, limit=1.2)
+    if con.classify() == "receiver":
+        return "running"
+    con.reach_shell(login, password)
+    cmd = "%s receive" % device_cmd
+    if encoding != "raw":
+        cmd += " --encoding " + encoding
+    if receive_args:
+        cmd += " " + receive_args
+    con.mark()
+    con.write(cmd.encode() + b"\r")
+    start = len(con.buf)
+    parser = sf.make_parser(encoding)
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        con.read(0.2)
+        for ftype, _, _ in parser.feed(bytes(con.buf[start + seen:])):
+            if ftype == sf.STATE:
+                return "started"
+        seen = len(con.buf) - start
+        text = bytes(con.buf[start:])
+        after_echo = text.split(b"\n", 1)[1] if b"\n" in text else b""
+        if after_echo and con.classify() == "shell":
+            said = con.tail_text(300)
+            raise FetchError("starting '%s' on %s: it exited at once: %s" % (cmd, con.url, said[-240:]),
+                             "check --device-cmd (how updater runs on the device) and that the device's updater "
+                             "has the receive command")
+    raise FetchError("starting '%s' on %s: no answer from the receiver within %.0f s" % (cmd, con.url, timeout),
+                     "check --device-cmd; with a console that cannot be made raw, try --encoding base64")
+
+
+def push(open_console, path, device_cmd="updater --sysroot /sysroot", login=None, password=None, encoding="raw",
+         frame=sf.DEFAULT_PAYLOAD, window=8192, timeout=60, line_timeout=10, receive_args="",
+         progress=None, notify=None, rto=None):
+    """Send ``path`` and return the device's RESULT document (plus "bundle" and "stats")."""
+    notify = notify or (lambda text: None)
+    size, digest = file_identity(path)
+    state = {"best": -1, "moved": time.monotonic()}
+
+    def seen(done, total=None):
+        if done > state["best"]:
+            state["best"] = done
+            state["moved"] = time.monotonic()
+        if progress is not None:
+            progress(done, total)
+
+    con = None
+    resent = False
+    first = True
+    stats = []
+    last_error = None
+    try:
+        while True:
+            try:
+                if con is None:
+                    con = open_console()
+                start_receiver(con, device_cmd, login, password, encoding, receive_args)
+                first = False
+                sender = Sender(con, path, size, digest, payload=frame, window=window, encoding=encoding,
+                                rate=con.rate, rto=rto, line_timeout=line_timeout, progress=seen, notify=notify)
+                stats.append(sender.stats)
+                doc = sender.run()
+                err = doc.get("error") or {}
+                if not doc.get("ok") and doc.get("stage") == "verify" and err.get("type") == "IntegrityError" \
+                        and not resent:
+                    resent = True
+                    notify("the device's copy did not match (%s); sending it again" % err.get("message"))
+                    _wait_prompt(con)
+                    continue
+                _wait_prompt(con)
+                doc["bundle"] = path
+                doc["stats"] = _merge(stats)
+                return doc
+            except LineDown as err:
+                last_error = err
+                notify("the line dropped (%s); reconnecting" % err)
+            except FetchError as err:
+                if first:
+                    raise  # the port never opened, or the device said no: nothing to retry
+                last_error = err
+                notify("reconnecting failed (%s); retrying" % err)
+            if con is not None:
+                con.close()
+                con = None
+            if time.monotonic() - state["moved"] > timeout:
+                raise FetchError("sending %s: no progress for %d s, giving up (%s)" % (path, timeout, last_error),
+                                 "check the cable and run the same push again: it resumes from what the device holds")
+            time.sleep(1.0)
+    finally:
+        if con is not None:
+            con.close()
+
+
+def _wait_prompt(con):
+    """Let the receiver exit and the shell print its prompt again (best effort)."""
+    try:
+        con.mark()
+        con.expect([re.compile(con.shell_prompt.pattern)], 3)
+    except FetchError:
+        pass
+
+
+def _merge(stats):
+    out = {"sent_bytes": 0, "retransmits": 0, "timeouts": 0, "naks": 0, "handshakes": 0, "connections": len(stats),
+           "resumed_from": stats[0].resumed_from if stats else None, "data_seconds": None}
+    for s in stats:
+        d = s.as_dict()
+        for key in ("sent_bytes", "retransmits", "timeouts", "naks", "handshakes"):
+            out[key] += d[key]
+    last = stats[-1] if stats else None
+    first = next((s for s in stats if s.started), None)
+    if first is not None and last is not None and last.data_done:
+        out["data_seconds"] = round(last.data_done - first.started, 3)
+    return out
