@@ -2,6 +2,7 @@
 
 import time
 
+from .cmd_pull import INIT_OPTIONS, sysroot_init
 from .commands import Arg, Opt, command
 from .errors import ConfigError, UsageError
 
@@ -55,12 +56,17 @@ def commit_text(d):
     return "\n".join(lines)
 
 
-@command("init", "Create an empty repository at --repo",
+@command("init", "Create an empty repository at --repo, or configure a device at --sysroot",
+         description="With --sysroot (and no --repo): write the device configuration and trusted keys\n"
+                     "(updater --sysroot S init --remote URL --branch B --trust KEY.pub [--board NAME]).",
          options=[Opt("--mode", "bare (stored files carry owner and xattrs; needs root) or user",
-                      choices=("bare", "user"))],
+                      choices=("bare", "user"))] + INIT_OPTIONS,
          state=True)
 def cmd_init(ctx, opts):
     from .repo import Repo
+
+    if opts.get("sysroot") and not opts.get("repo"):
+        return sysroot_init(ctx, opts)
 
     path = opts.repo
     if not path:

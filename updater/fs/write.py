@@ -248,6 +248,41 @@ def write_stream(path, chunks, mode=0o644):
     out.close()
 
 
+def append_stream(path, chunks, mode=0o600):
+    """Append an iterable of byte chunks to ``path`` (created if missing, never through a symlink).
+
+    For resumable downloads: whatever was written stays when ``chunks`` raises (no fsync: the
+    caller checks the finished file's hash). Returns the number of bytes appended.
+    """
+    _op("write", path)
+    try:
+        if MICROPYTHON:
+            out = open(path, "ab")
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            out = os.fdopen(os.open(path, flags, mode & 0o7777), "ab")
+    except OSError as err:
+        raise fail("opening for append", path, err)
+    n = 0
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            n += len(chunk)
+    except BaseException as err:
+        try:
+            out.close()
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise fail("writing", path, err)
+        raise
+    try:
+        out.close()
+    except OSError as err:
+        raise fail("writing", path, err)
+    return n
+
+
 def open_temp(directory, stem="x", mode=0o644):
     """(path, file) of a new temp file in ``directory``; see Staging for making it durable."""
     path = temp_name(directory, stem)

@@ -1,0 +1,103 @@
+"""Writing offline bundles (container format: updater/bundle.py, docs/delta-format.md).
+
+A bundle holds the files a device's pull would fetch for one update, taken from a published
+repository: ``summary`` with its signatures, the target commit's signature, and one delta
+(superblock and parts). The delta must be listed in the published summary with the superblock
+on disk (publish after generating the delta), so the device can verify everything against the
+signature alone.
+"""
+
+import os
+
+from .. import bundle, delta, fs, summary
+from ..errors import ConfigError, NotFoundError
+from ..objects import to_hex
+
+
+def _file(repo, name):
+    path = fs.join(repo.path, name)
+    st = fs.lstat(path)
+    if st is None or not st.is_reg():
+        return None
+    return path
+
+
+def plan(repo, to_id, from_id=None):
+    """[(name, path)] of the files a bundle for ``from_id`` -> ``to_id`` must hold."""
+    summary_path = _file(repo, "summary")
+    if summary_path is None:
+        raise ConfigError("bundling from %s: the repository is not published (no summary)" % repo.path,
+                          "run: updater --repo %s publish --key KEY" % repo.path)
+    data = fs.read_bytes(summary_path, summary.MAX_SUMMARY_BYTES, "reading the published summary")
+    s = summary.decode_unverified(data, "summary " + summary_path)
+    if not any(b.commit == to_id for b in s.branches.values()):
+        raise ConfigError("bundling %s: the published summary names no branch at that commit" % to_hex(to_id)[:12],
+                          "bundle a branch head, or commit and publish it first")
+    entry = s.find_delta(from_id, to_id)
+    name = delta.delta_name(from_id, to_id)
+    if entry is None:
+        raise ConfigError("bundling: the published summary lists no delta %s" % name,
+                          "run: updater --repo R delta %s--to %s, then publish"
+                          % ("--from %s " % to_hex(from_id)[:12] if from_id else "", to_hex(to_id)[:12]))
+    directory = fs.join(repo.path, "deltas", name)
+    sb_path = _file(repo, "deltas/%s/superblock" % name)
+    if sb_path is None:
+        raise NotFoundError("bundling: deltas/%s/superblock is missing" % name, "generate the delta again and publish")
+    digest, size = fs.sha256_file(sb_path)
+    if digest != entry.superblock_sha256 or size != entry.superblock_size:
+        raise ConfigError("bundling: deltas/%s changed since the summary was published" % name,
+                          "run updater publish again")
+    sb = delta.parse_superblock(fs.read_bytes(sb_path, delta.MAX_SUPERBLOCK_BYTES, "reading superblock"))
+    files = [("summary", summary_path)]
+    for sig_name in (summary.signature_name(data), "summary.sig"):
+        path = _file(repo, sig_name)
+        if path is not None:
+            files.append((sig_name, path))
+    if len(files) == 1:
+        raise ConfigError("bundling: the summary has no signature file", "run updater publish again")
+    h = to_hex(to_id)
+    commit_sig = _file(repo, "objects/%s/%s.sig" % (h[:2], h[2:]))
+    if commit_sig is None:
+        raise ConfigError("bundling: commit %s is not signed" % h[:12], "run updater publish again")
+    files.append(("objects/%s/%s.sig" % (h[:2], h[2:]), commit_sig))
+    files.append(("deltas/%s/superblock" % name, sb_path))
+    for part in sb.parts:
+        path = fs.join(directory, str(part.index))
+        st = fs.lstat(path)
+        if st is None or st.size != part.size:
+            raise NotFoundError("bundling: deltas/%s/%d is missing or has the wrong size" % (name, part.index),
+                                "generate the delta again and publish")
+        files.append(("deltas/%s/%d" % (name, part.index), path))
+    return files
+
+
+def write(repo, to_id, from_id, out):
+    """Write the bundle file ``out`` (atomically); returns a report dict."""
+    files = plan(repo, to_id, from_id)
+    sizes = [(name, os.path.getsize(path)) for name, path in files]
+    header = bundle.encode_index(sizes)
+    directory = os.path.dirname(os.path.abspath(out))
+    tmp = fs.temp_name(directory, "bundle")
+    total = len(header)
+    with open(tmp, "wb") as f:
+        try:
+            f.write(header)
+            for name, path in files:
+                with open(path, "rb") as src:
+                    while True:
+                        block = src.read(1 << 20)
+                        if not block:
+                            break
+                        f.write(block)
+                        total += len(block)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    fs.rename(tmp, out)
+    fs.fsync_dir(directory)
+    return {"bundle": out, "size": total, "delta": delta.delta_name(from_id, to_id),
+            "from": to_hex(from_id) if from_id else None, "to": to_hex(to_id),
+            "entries": [name for name, _ in files]}
+
