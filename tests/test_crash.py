@@ -8,34 +8,9 @@ import shutil
 import pytest
 
 from crashharness import CRASH_EXIT, Device, copy_tree, run_cli, run_killed_at
+from devicekit import BRANCH, sample
 
 from updater.sysroot import DeviceConfig, Sysroot
-
-BRANCH = "demo/stable"
-
-
-def write(root, rel, data, mode=0o644):
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)
-
-
-def sample(root, version):
-    """A small OS tree: kernel, init, /etc with a subdirectory, a library, a symlink, an empty file."""
-    write(root, "boot/vmlinuz", b"kernel %s\n" % version.encode() * 50)
-    write(root, "sbin/init", b"#!/bin/sh\necho init\n", 0o755)
-    write(root, "etc/hostname", b"device\n")
-    write(root, "etc/motd", b"welcome to version %s\n" % version.encode())
-    write(root, "etc/app/app.conf", b"level=%s\n" % version.encode())
-    write(root, "etc/empty.conf", b"")
-    write(root, "usr/lib/libapp.so.1", b"lib" * 3000 + version.encode())
-    write(root, "usr/share/doc/README", b"docs\n")
-    if version == "2":
-        write(root, "usr/bin/newtool", b"new in 2\n", 0o755)
-    os.symlink("../usr/lib/libapp.so.1", os.path.join(root, "sbin/libapp"))
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def boot(sysroot, booted=None, health=True, say=None):
                 trial, contract.get("count"), contract.get("limit"), booted)
             add_history(state, "trial-attempt-failed", booted, detail)
             result["events"].append(detail)
-        else:
+        elif not failed:
             add_history(state, "booted", booted, "")
         if not (records(state).get(booted) or {}).get("good"):
             deployments.mark_good(state, booted)
