@@ -98,6 +98,8 @@ class EnvLayout:
         if pad not in (0, 0xFF):
             raise _bad(sec, "pad", "expected 0x00 (as U-Boot saves) or 0xff (as mkenvimage), got 0x%x" % pad)
         self.pad = pad
+        raw = sec.get("medium_size", "")
+        self.medium_size = parse_size(raw, _where(sec, "medium_size")) if raw else None
         default = sec.get("default_env", "")
         self.default_env = fs.join(base_dir, default) if default else None
         self._check(sec)
@@ -118,6 +120,11 @@ class EnvLayout:
         n = (self.size + self.sector_size - 1) // self.sector_size
         return offset, offset + n * self.sector_size
 
+    def medium_end(self):
+        """Bytes an image of the env medium needs: ``medium_size``, else the end of the last copy."""
+        end = max(self.span(off)[1] for off in self.offsets())
+        return self.medium_size if self.medium_size is not None else end
+
     def _check(self, sec):
         for key, off in (("offset", self.offset), ("redundant_offset", self.redundant_offset)):
             if off is not None and off % self.sector_size:
@@ -126,6 +133,10 @@ class EnvLayout:
         if self.storage == "block" and self.size % self.sector_size:
             raise _bad(sec, "size", "0x%x is not a multiple of sector_size 0x%x (block devices write "
                        "whole sectors)" % (self.size, self.sector_size))
+        end = max(self.span(off)[1] for off in self.offsets())
+        if self.medium_size is not None and self.medium_size < end:
+            raise _bad(sec, "medium_size", "0x%x is smaller than the env area, which ends at 0x%x"
+                       % (self.medium_size, end))
         if self.redundant:
             a0, a1 = self.span(self.offset)
             b0, b1 = self.span(self.redundant_offset)
@@ -138,7 +149,7 @@ class EnvLayout:
         return {"storage": self.storage, "device": self.device, "base": self.base, "offset": self.offset,
                 "size": self.size, "redundant_offset": self.redundant_offset,
                 "sector_size": self.sector_size, "flags": self.flags if self.redundant else None,
-                "pad": self.pad, "default_env": self.default_env}
+                "pad": self.pad, "medium_size": self.medium_size, "default_env": self.default_env}
 
 
 class BootSettings:
