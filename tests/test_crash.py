@@ -75,3 +75,59 @@ def test_deploy_killed_at_every_point(template):
             failures.append("killed before %d/%d (%s): %s" % (k, len(ops), seen[-1], "; ".join(problems)))
     print("crash points exercised: %d" % len(ops))
     assert not failures, "\n".join(failures[:10])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A published repository (file:// remote) with v1 and v2 and a v1->v2 delta, and a device
+    that pulled and booted v1 with ``upgrade``."""
+    base = str(tmp_path_factory.mktemp("served"))
+    srv = os.path.join(base, "server")
+    key = os.path.join(base, "key")
+    for argv in (["keygen", "--out", key], ["--repo", srv, "init", "--mode", "bare"]):
+        rc, out, err = run_cli(argv)
+        assert rc == 0, err
+
+    def publish(version):
+        rc, out, err = run_cli(["--repo", srv, "commit", sample(os.path.join(base, "v" + version), version),
+                                "--branch", BRANCH, "--version", version, "--timestamp", str(1000 * int(version))])
+        assert rc == 0, err
+        cid = out.split()[1]
+        if version != "1":
+            rc, out, err = run_cli(["--repo", srv, "delta", "--from", BRANCH + "^", "--to", BRANCH, "--jobs", "1"])
+            assert rc == 0, err
+        rc, out, err = run_cli(["--repo", srv, "publish", "--key", key])
+        assert rc == 0, err
+        return cid
+
+    publish("1")
+    root = os.path.join(base, "template")
+    dev = Device(root, os.path.join(base, "cmdline"))
+    rc, out, err = run_cli(["--sysroot", root, "init", "--remote", "file://" + srv, "--branch", BRANCH,
+                            "--trust", key + ".pub"])
+    assert rc == 0, err
+    rc, out, err = dev.run(["upgrade"])
+    assert rc == 0, err
+    old, (rc, out, err) = dev.reboot()
+    assert rc == 0, err
+    new = publish("2")
+    return {"base": base, "root": root, "old": old, "new": new}
+
+
+def test_upgrade_over_a_remote_killed_at_every_point(served):
+    """pull (signed summary, delta, objects, ref) + deploy, killed at each durable operation."""
+    argv = ["upgrade"]
+    probe = fresh(served, "probe")
+    rc, ops = run_killed_at(["--sysroot", probe.path] + argv, 0, probe.env)
+    assert rc == 0
+    failures = []
+    for k in range(1, len(ops) + 1):
+        dev = fresh(served, "k")
+        rc, seen = run_killed_at(["--sysroot", dev.path] + argv, k, dev.env)
+        assert rc == CRASH_EXIT, "upgrade was not killed at point %d (%s): exit %d" % (k, ops[k - 1], rc)
+        problems = dev.check_after_crash(argv, served["old"], served["new"])
+        if problems:
+            failures.append("killed before %d/%d (%s): %s" % (k, len(ops), seen[-1], "; ".join(problems)))
+    print("upgrade crash points exercised: %d" % len(ops))
+    assert len(ops) >= 60
+    assert not failures, "\n".join(failures[:10])

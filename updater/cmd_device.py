@@ -78,9 +78,9 @@ def cmd_upgrade(ctx, opts):
 
     sysroot = _sysroot(ctx)
     with _locked(ctx, sysroot):
-        pulled = pull_mod.pull(sysroot, ctx.progress("pull"))
+        pulled = pull_mod.pull(sysroot, ctx.progress("pull"), notify=ctx.say)
         repo = sysroot.repo()
-        cid = repo.read_ref(sysroot.config().branch)
+        cid = bytes.fromhex(pulled["commit"]) if pulled.get("commit") else repo.read_ref(sysroot.config().branch)
         booted = sysroot.booted()
         contract = sysroot.bootloader().read()
         done = deploy_mod.is_up_to_date(sysroot, cid, contract, booted) if cid is not None else None
@@ -90,11 +90,14 @@ def cmd_upgrade(ctx, opts):
                                                  booted, ctx.say)
 
     def human(d):
+        from .cmd_pull import pull_text
+
+        head = pull_text(d["pull"]) + "\n"
         if d["deploy"]:
-            return deploy_text(d["deploy"])
+            return head + deploy_text(d["deploy"])
         if d["up_to_date"] == "staged":
-            return "The newest version is already staged for the next boot."
-        return "The device already runs the newest version of %s." % sysroot.config().branch
+            return head + "The newest version is already staged for the next boot."
+        return head + "The device already runs the newest version of %s." % sysroot.config().branch
 
     ctx.emit(result, human)
 
