@@ -280,6 +280,9 @@ def prune(sysroot, booted, keep=None, dry_run=False, protect=()):
         sysroot.save_state(state)
     recs = records(state)
     names = on_disk(sysroot)
+    from .deploy import read_fallback
+
+    protect = list(protect) + [read_fallback(sysroot)]
     doomed, kept = prune_plan(names, recs, contract, booted, keep, protect)
     if not dry_run and doomed:
         for name in doomed:
