@@ -53,9 +53,11 @@ class Receiver:
         flags = 0
         if self.state in (RECEIVING, RECEIVED, FINISHED) and self.size is not None:
             flags |= STATE_ACTIVE
+        seq = self.offset if flags else 0
         if self.state == FINISHED and self.result and self.result.get("ok"):
             flags |= STATE_COMPLETE
-        return (STATE, self.offset if flags else 0, state_payload(flags, self.max_payload, self.max_total))
+            seq = self.size
+        return (STATE, seq, state_payload(flags, self.max_payload, self.max_total))
 
     def _result_frame(self):
         return (RESULT, 0, json_payload(self.result))

@@ -124,7 +124,8 @@ def json_payload(doc):
     data = json.dumps(_plain(doc)).encode()
     if len(data) > MAX_PAYLOAD and isinstance(doc.get("result"), dict):
         slim = dict(doc)
-        slim["result"] = dict((k, v) for k, v in doc["result"].items() if not isinstance(v, (dict, list, tuple)))
+        slim["result"] = dict((k, v[:200] if isinstance(v, str) else v) for k, v in doc["result"].items()
+                              if not isinstance(v, (dict, list, tuple)))
         slim["result"]["truncated"] = True
         data = json.dumps(_plain(slim)).encode()
     if len(data) > MAX_PAYLOAD:

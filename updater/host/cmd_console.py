@@ -125,10 +125,20 @@ def _human_doc(doc, indent=""):
 def cmd_status(ctx, opts):
     login, password = credentials(opts)
     with open_console(opts) as con:
-        con.reach_shell(login, password)
+        con.reach_shell(login, password, timeout=min(10, opts.timeout))
         rc, doc, _ = device_json(con, opts.device_cmd, "status", opts.timeout)
-    ctx.emit(doc, lambda d: "\n".join(_human_doc(d)))
+    ctx.emit(doc, _status_text)
     return 0 if rc == 0 else 1
+
+
+def _status_text(doc):
+    """The device's own wording (updater status) when the document has its shape, else key: value lines."""
+    try:
+        from ..cmd_device import status_text
+
+        return status_text(doc)
+    except (ImportError, KeyError, TypeError, ValueError, AttributeError):
+        return "\n".join(_human_doc(doc))
 
 
 # --- push ---------------------------------------------------------------------------------------

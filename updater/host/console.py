@@ -291,9 +291,10 @@ class Console:
         if idx is None:
             raise self.no_answer("running '%s'" % command)
         start = m.end()
-        idx, m = self.expect([re.compile(rb"\r?\n" + re.escape(end) + rb" (\d+)")], timeout)
+        self.cursor = start - 1
+        idx, m = self.expect([re.compile(rb"\n" + re.escape(end) + rb" (\d+)")], timeout)
         if idx is None:
             raise FetchError("running '%s' on %s: no end after %.0f s" % (command, self.url, timeout),
                              "the device may be busy or stuck; try again, or look at it with a terminal program")
-        output = bytes(self.buf[start:m.start()]).replace(b"\r\n", b"\n")
+        output = bytes(self.buf[start:max(start, m.start() - 1)]).replace(b"\r\n", b"\n")
         return int(m.group(1)), output.decode("utf-8", "replace")

@@ -16,11 +16,20 @@ from .console import LineDown
 from .sender import Sender, file_identity
 
 
+def listen_for_receiver(con, seconds=1.6):
+    """True if a receiver left running by an earlier attempt is sending heartbeats (1 a second)."""
+    con.mark()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        con.read(min(0.2, max(0.0, end - time.monotonic())))
+        if con.classify() == "receiver":
+            return True
+    return False
+
+
 def start_receiver(con, device_cmd, login, password, encoding, receive_args, timeout=20.0):
     """Make sure an ``updater receive`` is listening on the console."""
-    con.mark()
-    con.settle(quiet=0.3, limit=1.2)
-    if con.classify() == "receiver":
+    if listen_for_receiver(con):
         return "running"
     con.reach_shell(login, password)
     cmd = "%s receive" % device_cmd

@@ -75,6 +75,7 @@ def command(console, line, timeout=30.0):
     if idx is None:
         raise console.no_answer("running U-Boot command '%s'" % line)
     start = m.end()
+    console.cursor = start - 1  # the end marker's pattern starts at this newline when nothing is printed
     idx, m = console.expect([re.compile(rb"\n" + end.encode() + rb" (\d+)\r?\n")], timeout)
     if idx is None:
         raise FetchError("running U-Boot command '%s' on %s: no end after %.0f s" % (line, console.url, timeout),
