@@ -109,3 +109,11 @@ def test_fsck_exit_1_on_corruption(cli, tmp_path, sample_tree):
 def test_python_dash_m_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "updater", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.startswith("updater ")
+
+
+def test_global_json_before_the_command(cli, tmp_path):
+    repo = str(tmp_path / "repo")
+    r = cli("--json", "--repo", repo, "init")
+    assert r.rc == 0 and r.json()["repo"] == repo
+    r = cli("--json", "--repo", repo, "refs")
+    assert r.json() == {"refs": {}}

@@ -196,6 +196,9 @@ class Parser:
         _defaults(ns, [HELP] + cmd.options)
         for opt in shared:
             setattr(ns, opt.dest, getattr(gns, opt.dest))
+        for opt in self.global_options:  # a global flag given before the command also sets the command's own
+            if opt.flag and opt.dest in own and getattr(gns, opt.dest, False):
+                setattr(ns, opt.dest, True)
         positionals, _ = _parse_options(rest[used:], options, ns, stop_at_positional=False)
         if ns.help:
             return cmd, gns, ns
