@@ -68,6 +68,10 @@ class Fetcher:
     def describe(self, path):
         return path
 
+    def has(self, path):
+        """Whether ``path`` exists, where that is cheap to know (a bundle); True when unknown."""
+        return True
+
     def _open(self, path, offset):
         raise NotImplementedError
 
@@ -233,6 +237,8 @@ class _HttpResponse:
     def _line(self):
         while True:
             idx = self.buf.find(b"\r\n")
+            if (idx if idx >= 0 else len(self.buf)) > MAX_LINE:
+                raise _error("fetching %s: a header line longer than %d bytes" % (self.url, MAX_LINE))
             if idx >= 0:
                 line = self.buf[:idx]
                 self.buf = self.buf[idx + 2:]
@@ -440,6 +446,9 @@ class BundleFetcher(Fetcher):
 
     def describe(self, path):
         return "bundle %s: %s" % (self.path, path)
+
+    def has(self, path):
+        return path in self.index
 
     def _open(self, path, offset):
         entry = self.index.get(path)

@@ -53,9 +53,10 @@ class Progress:
             self.fn(self.done, self.total if self.total >= self.done else None)
 
     def counted(self, chunks):
+        """Pass ``chunks`` through, counting each once the consumer has taken it (written it)."""
         for chunk in chunks:
-            self.add(len(chunk))
             yield chunk
+            self.add(len(chunk))
 
 
 def check_space(sysroot, need, what):
@@ -119,11 +120,16 @@ class _Pull:
         for d in s.deltas:
             if d.to != target or d.from_commit is None or not self.repo.has(d.from_commit, "commit"):
                 continue
+            if not self.fetcher.has("deltas/%s/superblock" % d.name()):
+                continue
             if d.from_commit == self.have:
                 return d
             if best is None or d.total_size < best.total_size:
                 best = d
-        return best or s.find_delta(None, target)
+        full = s.find_delta(None, target)
+        if best is None and full is not None and self.fetcher.has("deltas/%s/superblock" % full.name()):
+            return full
+        return best
 
     def part_path(self, part):
         return fs.join(self.pull_dir, to_hex(part.sha256) + ".part")
@@ -213,6 +219,12 @@ class _Pull:
                 if not self.allow_objects:
                     raise
                 self.result["delta_error"] = str(err)
+        if commit is None and not self.allow_objects and self.result["delta"] is None:
+            raise NotFoundError("pulling %s from %s: it holds no delta to it from a commit this device has (%s)"
+                                % (to_hex(target)[:12], self.fetcher.source,
+                                   to_hex(self.have)[:12] if self.have else "nothing yet"),
+                                "make one for this device: updater bundle --to B [--from %s]"
+                                % (to_hex(self.have)[:12] if self.have else "(omit for a full bundle)"))
         if commit is None:
             commit_bytes = objpull.fetch_commit(self.fetcher, target)
             commit = objects.parse_commit(commit_bytes, "commit " + to_hex(target))
