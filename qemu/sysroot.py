@@ -129,7 +129,12 @@ class Device:
         self.deployments = {}
         for d in ("boot", "updater/deploy", "updater/var", "updater/tmp"):
             os.makedirs(os.path.join(self.root, d), exist_ok=True)
-        run_updater("--repo", self.repo, "init", "--mode", "bare")
+        # The device configuration (board, U-Boot bootloader, trusted key) and its repository.
+        key = os.path.join(workdir, "signing-key")
+        run_updater("keygen", "--out", key)
+        run_updater("--sysroot", self.root, "--board", BOARDS[arch], "init", "--remote",
+                    "file:///mnt/repo", "--branch", self.branch, "--trust", key + ".pub",
+                    "--bootloader", "uboot")
         boot_scr(arch, os.path.join(self.root, "boot", "boot.scr"))
         shutil.copy(os.path.join(self.root, "boot", "boot.scr"), os.path.join(self.root, "boot.scr"))
 

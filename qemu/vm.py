@@ -200,8 +200,9 @@ class VM:
         # Drop the shell's echo of the command line (the terminal may wrap it anywhere).
         region = region.replace("\r", "")
         echo = "".join(re.escape(c) + "\n?" for c in '@@$?@@%s"' % tag)
-        e = re.search(echo, region)
-        text = region[e.end():] if e else region
+        # (typed-ahead input can be echoed twice: by the tty, then by the shell's line editor)
+        ends = [e.end() for e in re.finditer(echo, region)]
+        text = region[ends[-1]:] if ends else region
         text = text.strip("\n")
         rc = int(m.group(1))
         if check and rc != 0:

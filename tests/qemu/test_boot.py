@@ -45,7 +45,8 @@ def make(rig, tmp_path, arch, versions, current, trial=None, env=None, edit=None
 def wait_ready(m, version, name, timeout=90):
     m.expect(r"UPDATER-QEMU: init version=%s deployment=%s" % (re.escape(version), re.escape(name)),
              timeout, mark="init %s" % version)
-    m.expect(r"UPDATER-QEMU: ready", timeout, mark="shell")
+    m.expect(r"UPDATER-QEMU: ready", timeout, mark="ready")
+    m.expect(r"guest# ", timeout, mark="shell")
 
 
 def guest_env(m, arch, *names):
@@ -96,16 +97,23 @@ def test_broken_trial_rolls_back_after_the_attempt_limit(rig, tmp_path):
         m.expect(r"UPDATER-QEMU: broken build, failing", 60, mark="v3 failed %d" % i)
     m.expect(r"used its 2 attempts \(upd_count=2\): rolling back to %s" % re.escape(a), 60, mark="rollback")
     m.expect(r"updater: booting %s" % re.escape(a), 30)
-    wait_ready(m, "v1", a)
+    m.expect(r"UPDATER-QEMU: init version=v1 deployment=%s" % re.escape(a), 60, mark="init v1")
+    # `updater boot` (run by init) reads upd_failed, reports the rollback and clears it.
+    m.expect(r"the boot script gave up on %s and booted %s" % (re.escape(b), re.escape(a)), 60,
+             mark="updater boot reported")
+    m.expect(r"UPDATER-QEMU: ready", 60, mark="ready")
+    m.expect(r"guest# ", 60, mark="shell")
     check_booted(m, arch, a, "v1")
     env = guest_env(m, arch)
-    assert env.get("upd_current") == a and env.get("upd_failed") == b
-    assert not env.get("upd_trial") and env.get("upd_count") == "0"
+    assert env.get("upd_current") == a
+    assert not env.get("upd_trial") and not env.get("upd_failed") and env.get("upd_count") == "0"
+    _, status = m.sh("updater --sysroot /sysroot status --json")
+    assert b in status, "status does not mention the failed trial"
     m.sh("updater --repo /sysroot/updater/repo fsck", timeout=120)
     rig.record(m)
     m.kill()
     after = sysroot.read_flash_env(flash).variables
-    assert after["upd_failed"] == b and "upd_trial" not in after and after["upd_count"] == "0"
+    assert after["upd_current"] == a and not after.get("upd_trial") and after["upd_count"] == "0"
 
 
 def test_corrupt_boot_scr_copy_is_skipped(rig, tmp_path):
