@@ -39,6 +39,10 @@ class TreeCache:
         self._repo = repo
         self._trees = {}
         self._entries = 0
+        # bound once: checkout calls these per file
+        self.header = repo.header
+        self.object_path = repo.object_path
+        self.mode = repo.mode
 
     def load_tree(self, oid):
         tree = self._trees.get(oid)
