@@ -17,6 +17,8 @@ declared size), so it is called only after this validation, and only as a speed-
 path below gives the same bytes and is what MicroPython runs.
 """
 
+import sys
+
 from .errors import FormatError
 
 BSPATCH_FORMAT = 1
@@ -24,7 +26,7 @@ TUPLE_BYTES = 24
 _MAG = (1 << 63) - 1
 # bsdiff4's C code keeps sizes in C ints: beyond this the pure path is used.
 _C_LIMIT = (1 << 31) - 16
-CHUNK = 64 * 1024
+CHUNK = 64 * 1024 if sys.implementation.name != "micropython" else 8 * 1024
 _ZERO = bytes(64)
 
 
@@ -122,11 +124,13 @@ def patch_chunks(old, new_size, tuples, diff, extra, what="patch"):
         extra_len += y
     _check_blocks(diff, extra, diff_len, extra_len, what)
     oldpos = dpos = epos = 0
+    oldv = memoryview(old)
+    extrav = memoryview(extra)
     for x, y, z in tuples:
         done = 0
         while done < x:
             step = x - done if x - done < CHUNK else CHUNK
-            seg = bytearray(old[oldpos + done:oldpos + done + step])
+            seg = bytearray(oldv[oldpos + done:oldpos + done + step])
             _add_into(seg, diff, dpos + done)
             yield bytes(seg)
             done += step
@@ -135,7 +139,7 @@ def patch_chunks(old, new_size, tuples, diff, extra, what="patch"):
         done = 0
         while done < y:
             step = y - done if y - done < CHUNK else CHUNK
-            yield bytes(extra[epos + done:epos + done + step])
+            yield bytes(extrav[epos + done:epos + done + step])
             done += step
         epos += y
         oldpos += z

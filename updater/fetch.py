@@ -21,7 +21,7 @@ from .errors import FetchError, FormatError
 from .progress import elapsed_ms, now_ms
 
 FETCH_FORMAT = 1
-CHUNK = 16 * 1024
+CHUNK = 16 * 1024 if not fs.MICROPYTHON else 4 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 MAX_LINE = 8 * 1024
 USER_AGENT = "updater/1"
@@ -231,7 +231,7 @@ class _HttpResponse:
         data = self.sock.recv(CHUNK)
         if not data:
             return False
-        self.buf += data
+        self.buf = self.buf + data if self.buf else data
         return True
 
     def _line(self):
