@@ -68,6 +68,10 @@ def os_tree(arch, version, broken=False):
     name = version + ("-broken" if broken else "")
     dest = os.path.join(CACHE, "build", arch, key, name)
     if not os.path.isdir(dest):
+        parent = os.path.dirname(os.path.dirname(dest))
+        for old in os.listdir(parent) if os.path.isdir(parent) else []:
+            if old != key:  # trees built from older sources
+                shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         tmp = dest + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
