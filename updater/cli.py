@@ -27,7 +27,7 @@ GLOBAL_OPTIONS = [
 
 # Command modules of the device core, then host modules (present only with the host extra).
 DEVICE_MODULES = ("cmd_repo", "cmd_env", "cmd_console", "cmd_device", "cmd_pull")
-HOST_MODULES = ("cmd_build", "cmd_sign", "cmd_console", "cmd_delta")
+HOST_MODULES = ("cmd_build", "cmd_sign", "cmd_console", "cmd_delta", "cmd_provision")
 # Third-party modules whose absence just means "no host tools here".
 _HOST_DEPS = ("cbor2", "bsdiff4", "serial", "cryptography", "zstandard")
 
