@@ -8,7 +8,7 @@ import threading
 import pytest
 from deltakit import start_server
 
-from updater import bundle, fetch
+from updater import bundle, fetch, httpfetch
 from updater.errors import FetchError, FormatError
 from updater.host import serve
 
@@ -28,7 +28,7 @@ def site(tmp_path):
 
 def test_get_range_resume_and_bounds(site):
     server, data, _ = site
-    f = fetch.HttpFetcher(server.url())
+    f = httpfetch.HttpFetcher(server.url())
     assert f.fetch_bytes("small", 5) == b"hello"
     assert b"".join(f.stream("deltas/blob", len(data))) == data
     assert b"".join(f.stream("deltas/blob", len(data), 60000)) == data[60000:]
@@ -44,7 +44,7 @@ def test_get_range_resume_and_bounds(site):
 
 def test_status_errors(site):
     server, data, _ = site
-    f = fetch.HttpFetcher(server.url() + "/")
+    f = httpfetch.HttpFetcher(server.url() + "/")
     with pytest.raises(FetchError, match="status 404") as err:
         f.fetch_bytes("missing", 10)
     assert fetch.status_of(err.value) == 404 and err.value.hint
@@ -59,7 +59,7 @@ def test_status_errors(site):
 
 def test_dropped_endless_oversized_and_range_ignored(site):
     server, data, _ = site
-    f = fetch.HttpFetcher(server.url())
+    f = httpfetch.HttpFetcher(server.url())
     server.faults["/deltas/blob"] = ("drop", 1)
     got = []
     with pytest.raises(FetchError, match="closed after"):
@@ -81,11 +81,11 @@ def test_dropped_endless_oversized_and_range_ignored(site):
 def test_slow_server_and_timeouts(site):
     server, data, _ = site
     server.faults["/small"] = ("slow", 1)
-    f = fetch.HttpFetcher(server.url(), min_rate=100, grace_ms=300)
+    f = httpfetch.HttpFetcher(server.url(), min_rate=100, grace_ms=300)
     with pytest.raises(FetchError, match="minimum"):
         f.fetch_bytes("small", 10)
     server.faults["/small"] = ("slow", 1)
-    f = fetch.HttpFetcher(server.url(), deadline_ms=0)
+    f = httpfetch.HttpFetcher(server.url(), deadline_ms=0)
     with pytest.raises(FetchError, match="deadline"):
         f.fetch_bytes("small", 10)
 
@@ -119,8 +119,8 @@ def test_chunked_and_malformed_responses():
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 777]), body[i:i + 777]) for i in range(0, len(body), 777))
     sock, url = raw_server(lambda c: c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"))
     try:
-        assert fetch.HttpFetcher(url).fetch_bytes("x", 20000) == body
-        assert b"".join(fetch.HttpFetcher(url).stream("x", len(body))) == body
+        assert httpfetch.HttpFetcher(url).fetch_bytes("x", 20000) == body
+        assert b"".join(httpfetch.HttpFetcher(url).stream("x", len(body))) == body
     finally:
         sock.close()
     for reply, msg in ((b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP response"),
@@ -132,7 +132,7 @@ def test_chunked_and_malformed_responses():
         sock, url = raw_server(lambda c, r=reply: c.sendall(r))
         try:
             with pytest.raises(FetchError, match=msg):
-                fetch.HttpFetcher(url).fetch_bytes("x", 100)
+                httpfetch.HttpFetcher(url).fetch_bytes("x", 100)
         finally:
             sock.close()
 
@@ -143,24 +143,24 @@ def test_connection_refused_and_silent_server():
     port = sock.getsockname()[1]
     sock.close()
     with pytest.raises(FetchError, match="refused"):
-        fetch.HttpFetcher("http://127.0.0.1:%d" % port).fetch_bytes("x", 10)
+        httpfetch.HttpFetcher("http://127.0.0.1:%d" % port).fetch_bytes("x", 10)
     silent, url = raw_server(lambda c: c.recv(10) and None)
     try:
         # accepts, reads the request, never answers
         with pytest.raises(FetchError, match="timed out|closed"):
-            fetch.HttpFetcher(url, timeout=0.5).fetch_bytes("x", 10)
+            httpfetch.HttpFetcher(url, timeout=0.5).fetch_bytes("x", 10)
     finally:
         silent.close()
 
 
 def test_urls_and_paths():
-    assert fetch.parse_url("http://h:81/a/b/") == ("h", 81, "/a/b")
-    assert fetch.parse_url("http://h") == ("h", 80, "")
-    assert fetch.parse_url("http://[::1]:8080/r") == ("::1", 8080, "/r")
+    assert httpfetch.parse_url("http://h:81/a/b/") == ("h", 81, "/a/b")
+    assert httpfetch.parse_url("http://h") == ("h", 80, "")
+    assert httpfetch.parse_url("http://[::1]:8080/r") == ("::1", 8080, "/r")
     for bad in ("https://h/", "ftp://h", "http://:80/", "http://h:0/"):
         with pytest.raises(FetchError):
-            fetch.parse_url(bad)
-    f = fetch.HttpFetcher("http://127.0.0.1:9")
+            httpfetch.parse_url(bad)
+    f = httpfetch.HttpFetcher("http://127.0.0.1:9")
     for bad in ("../etc/passwd", "/abs", "a//b", "a/./b", ""):
         with pytest.raises(FetchError, match="relative"):
             f.fetch_bytes(bad, 10)
@@ -220,7 +220,7 @@ def test_serve_ranges(tmp_path):
     os.symlink("/etc/passwd", str(tmp_path / "escape"))
     server = serve.start(str(tmp_path))
     try:
-        f = fetch.HttpFetcher(server.url())
+        f = httpfetch.HttpFetcher(server.url())
         assert f.fetch_bytes("f", 1) == b"x"
         with pytest.raises(FetchError, match="404"):
             f.fetch_bytes("escape", 10000)

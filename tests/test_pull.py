@@ -9,7 +9,7 @@ import pytest
 from crashharness import run_cli
 from deltakit import BRANCH, Host, clean, fsck_ok, make_device, start_server
 
-from updater import fetch, fs, pull, signature, summary
+from updater import fs, httpfetch, pull, signature, summary
 from updater.errors import FetchError, FormatError, IntegrityError, SpaceError, TrustError
 from updater.host import keys as keys_mod
 from updater.objects import to_hex
@@ -205,7 +205,7 @@ def test_resume_after_interruption_sends_little_again(world):
         if total and done > part // 2:
             raise Stop()
 
-    f1 = fetch.HttpFetcher(server.url())
+    f1 = httpfetch.HttpFetcher(server.url())
     with pytest.raises(Stop):
         do_pull(dev, progress=cut, fetcher=f1)
     first = f1.bytes_fetched  # what this device received (the server may have queued more in socket buffers)

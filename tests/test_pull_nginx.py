@@ -9,7 +9,7 @@ import time
 import pytest
 from deltakit import BRANCH, Host, fsck_ok, make_device
 
-from updater import fetch, pull
+from updater import httpfetch, pull
 from updater.objects import to_hex
 
 NOW = 1_700_000_500
@@ -96,7 +96,7 @@ def test_pull_through_nginx_with_range_resume(tmp_path, nginx):
         if total and done > size // 2:
             raise Stop()
 
-    f = fetch.HttpFetcher(url)
+    f = httpfetch.HttpFetcher(url)
     with pytest.raises(Stop):
         pull.pull(dev, progress=cut, fetcher=f, now=NOW + 3)
     r = pull.pull(dev, now=NOW + 3)

@@ -169,23 +169,38 @@ class _Pull:
         deltaapply.check_part_file(path, part, what)
         return path
 
-    def apply_delta(self, s, d, target):
+    def fetch_superblock(self, d):
+        """(bytes, path to keep them at or None) of the delta's superblock, checked against the
+        signed size and hash; kept in the pull directory (named by its hash) once the space check
+        passed, so that a resumed pull does not fetch it again."""
+        kept = fs.join(self.pull_dir, to_hex(d.superblock_sha256) + ".superblock")
+        st = fs.lstat(kept)
+        if st is not None and st.is_reg() and st.size == d.superblock_size:
+            data = fs.read_bytes(kept, d.superblock_size, "reading the kept superblock")
+            if objects.sha256(data) == d.superblock_sha256:
+                return data, None
         name = "deltas/%s/superblock" % d.name()
         data = self.fetcher.fetch_bytes(name, d.superblock_size)
         if len(data) != d.superblock_size or objects.sha256(data) != d.superblock_sha256:
             raise IntegrityError("fetching %s: %d bytes hashing to %s, the summary says %d bytes, %s"
                                  % (name, len(data), to_hex(objects.sha256(data))[:16], d.superblock_size,
                                     to_hex(d.superblock_sha256)[:16]), "re-publish the repository")
+        return data, kept
+
+    def apply_delta(self, s, d, target):
+        data, keep_at = self.fetch_superblock(d)
         sb, commit = deltaapply.read_superblock(data, d.from_commit, target, "superblock of delta " + d.name())
         summary.check_commit(s, self.branch, target, commit, self.config.board)
-        keep = {}
+        keep = {to_hex(d.superblock_sha256) + ".superblock": True}
         pending = 0
         for part in sb.parts:
             keep[to_hex(part.sha256) + ".part"] = True
             st = fs.lstat(self.part_path(part))
             pending += part.size - (st.size if st is not None and st.size <= part.size else 0)
         self.clean_parts(keep)
-        check_space(self.sysroot, pending + sb.object_bytes(), "pulling delta %s" % d.name())
+        check_space(self.sysroot, pending + len(data) + sb.object_bytes(), "pulling delta %s" % d.name())
+        if keep_at is not None:
+            fs.write_atomic(keep_at, data, 0o600, sync=False)
         self.progress.add_total(sb.total_size())
         for part in sb.parts:
             path = self.download_part(d, part)

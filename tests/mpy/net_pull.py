@@ -13,7 +13,7 @@ import os
 
 from mpytest import raises, run, scratch
 
-from updater import fetch, fsck, pull
+from updater import fsck, httpfetch, pull
 from updater.errors import FetchError, TrustError
 from updater.sysroot import DeviceConfig, Sysroot
 
@@ -52,17 +52,17 @@ def test_1_full_delta():
 
 def test_2_bsdiff_delta_pure_python():
     dev = device()
-    r = pull.pull(dev, fetcher=fetch.HttpFetcher(env("PULL_URL2")), now=NOW + 1)
+    r = pull.pull(dev, fetcher=httpfetch.HttpFetcher(env("PULL_URL2")), now=NOW + 1)
     assert r["delta_used"] and r["previous"] == env("PULL_C1") and r["objects_fetched"] == 0
     check(dev, "2")
 
 
 def test_3_single_objects():
     dev = device()
-    r = pull.pull(dev, fetcher=fetch.HttpFetcher(env("PULL_URL3")), now=NOW + 2)
+    r = pull.pull(dev, fetcher=httpfetch.HttpFetcher(env("PULL_URL3")), now=NOW + 2)
     assert not r["delta_used"] and r["objects_fetched"] > 0
     check(dev, "3")
-    r = pull.pull(dev, fetcher=fetch.HttpFetcher(env("PULL_URL3")), now=NOW + 2)
+    r = pull.pull(dev, fetcher=httpfetch.HttpFetcher(env("PULL_URL3")), now=NOW + 2)
     assert r["changed"] is False
 
 
@@ -76,8 +76,8 @@ def test_4_bundle_install():
 def test_5_refusals():
     dev = device()
     # the v1 repository is now a replay of an older summary
-    raises(TrustError, pull.pull, dev, None, fetch.HttpFetcher(env("PULL_URL1")), None, None, NOW + 4)
-    raises(FetchError, pull.pull, dev, None, fetch.HttpFetcher(env("PULL_URL1") + "/missing"), None, None, NOW + 4)
+    raises(TrustError, pull.pull, dev, None, httpfetch.HttpFetcher(env("PULL_URL1")), None, None, NOW + 4)
+    raises(FetchError, pull.pull, dev, None, httpfetch.HttpFetcher(env("PULL_URL1") + "/missing"), None, None, NOW + 4)
     check(dev, "4")
 
 
