@@ -16,12 +16,14 @@ regular file: holes, i.e. zeros). Field table (docs/provisioning.md, "The bmap f
       </BlockMap>                                chksum = SHA-256 of those blocks' bytes
     </bmap>
 
-What counts as mapped: blocks inside the file's data extents (SEEK_DATA/SEEK_HOLE, so holes are
-never read) that are not all zeros, plus any ``keep`` byte ranges the caller names (areas that
-must be written even when they are zero, e.g. a boot environment over old flash contents).
-A block left out is "don't care" for the flashing tool: the image builder must only leave out
-blocks whose old contents on the target do not matter (free space, unused inode tables of an ext4
-made with lazy_itable_init, journal blocks of a clean journal).
+What counts as mapped: every block of the image file's data extents (SEEK_DATA/SEEK_HOLE: what
+was written, zeros included, as ``bmaptool create`` maps it), plus any ``keep`` byte ranges the
+caller names. Holes are never read. A block left out is "don't care" for the flashing tool: it
+keeps whatever the medium held, so an image builder must write (not skip, not punch) every block
+whose contents matter even when they are zero -- mke2fs does so for every metadata block it
+relies on; the unused inode tables of an ext4 made with lazy_itable_init stay holes, which the
+kernel zeroes on first mount. Zero blocks are deliberately NOT dropped: an ext4's resize-inode
+blocks, a GPT entry array or a FAT table hold zeros that must overwrite old data.
 
 ``write_bmap(image, bmap_path)`` scans the image once, computing the range checksums and the
 SHA-256 of the whole image (holes hashed as zeros) in the same pass.
@@ -35,7 +37,7 @@ from ..errors import FormatError, StorageError
 BMAP_FORMAT = "2.0"
 BLOCK_SIZE = 4096
 _READ = 1 << 20
-_ZERO = bytes(_READ + 65536)
+_ZERO = bytes(_READ)
 _PLACEHOLDER = "0" * 64
 
 
@@ -84,24 +86,10 @@ def scan(path, block_size=BLOCK_SIZE, keep=(), progress=None):
         raise StorageError("making the bmap of %s: cannot open it: %s" % (path, err.strerror))
     try:
         size = os.fstat(fd).st_size
-        # 1. blocks with data: non-zero blocks inside data extents, plus the kept ranges
+        # 1. the blocks holding data (written, even if zeros), plus the kept ranges
         blocks = []
-        step = block_size * max(1, _READ // block_size)
-        zero_block = bytes(block_size)
         for start, end in _data_extents(fd, size):
-            pos = start - start % block_size
-            stop = min(end + (-end) % block_size, size)
-            while pos < stop:
-                n = min(step, stop - pos)
-                data = os.pread(fd, n, pos)
-                if len(data) != n:
-                    raise StorageError("making the bmap of %s: short read at %d" % (path, pos))
-                if data != _ZERO[:n]:
-                    for off in range(0, n, block_size):
-                        if data[off:off + block_size] != zero_block[:min(block_size, n - off)]:
-                            b = (pos + off) // block_size
-                            blocks.append((b, b))
-                pos += n
+            blocks.append((start // block_size, (end - 1) // block_size))
         for offset, length in keep:
             end = min(offset + length, size)
             if length > 0 and offset < end:

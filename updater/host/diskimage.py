@@ -187,6 +187,28 @@ def fix_times(path, source, epoch, offset=None):
         raise StorageError("%s: debugfs failed (exit %d): %s" % (doing, res.returncode, "; ".join(errors[:5])))
 
 
+def ext4_journal_ranges(path, offset=0, block_size=4096):
+    """(byte offset, length) runs of the journal of the ext4 at ``offset`` of ``path``.
+
+    mke2fs zeroes the journal with fallocate where it can, so its blocks may be holes in the
+    image; a bmap must still map them (a journal holding an older life's transactions could be
+    replayed after a crash), so provisioning passes these runs as ``keep`` ranges.
+    """
+    device = "%s?offset=%d" % (path, offset) if offset else path
+    res = subprocess.run(["debugfs", "-R", "blocks <8>", device], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if res.returncode != 0:
+        raise StorageError("listing the journal blocks of %s: debugfs failed: %s"
+                           % (device, res.stderr.decode("utf-8", "replace").strip()))
+    runs = []
+    for word in res.stdout.split():
+        b = int(word)
+        if runs and runs[-1][1] == b:
+            runs[-1][1] = b + 1
+        else:
+            runs.append([b, b + 1])
+    return [(offset + a * block_size, (b - a) * block_size) for a, b in runs]
+
+
 def make_vfat(path, size, offset, files=None, source=None, label="", volume_id=None, epoch=None):
     """A FAT file system of ``size`` bytes at ``offset`` of the existing image ``path``, holding
     ``files`` ({name: host path}) and/or the tree ``source``; reproducible (mkfs.vfat
@@ -212,18 +234,30 @@ def make_vfat(path, size, offset, files=None, source=None, label="", volume_id=N
 
 
 def _copy_sparse(src, dst_f, offset):
-    """Copy file ``src`` into the open image at ``offset``, seeking over all-zero chunks."""
-    zero = bytes(_CHUNK)
+    """Copy file ``src`` into the open image at ``offset``: its data extents exactly (written
+    zeros included, so a bmap of the image maps them), seeking over its holes."""
     with open(src, "rb") as f:
-        pos = offset
-        while True:
-            chunk = f.read(_CHUNK)
-            if not chunk:
-                break
-            if chunk != zero[:len(chunk)]:
-                dst_f.seek(pos)
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+                end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+            except OSError as err:
+                if err.errno == 6:  # ENXIO: only a hole is left
+                    break
+                start, end = pos, size  # no SEEK_DATA here: copy everything
+            f.seek(start)
+            dst_f.seek(offset + start)
+            left = end - start
+            while left > 0:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    break
                 dst_f.write(chunk)
-            pos += len(chunk)
+                left -= len(chunk)
+            pos = end
 
 
 class DiskImage:

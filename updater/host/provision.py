@@ -27,7 +27,7 @@ from .. import board as board_mod
 from ..errors import ConfigError, SpaceError, StorageError, UsageError
 from ..objects import to_hex
 from . import bmap, imagesize, sysrootseed
-from .diskimage import ALIGN, TYPES, DiskImage, Partition, stable_uuid
+from .diskimage import ALIGN, TYPES, DiskImage, Partition, ext4_journal_ranges, stable_uuid
 
 PROVISION_FORMAT = 1
 RECORD_KEYS = ("format", "mode", "board", "commit", "version", "branch", "subject", "deployment", "signed_by",
@@ -231,11 +231,14 @@ def provision_image(board, repo, ref, output, size=None, unit_values=None, sourc
         try:
             parts = img.write(temps["image"])
         except StorageError as err:
-            if "allocate" in str(err) or "No space left" in str(err) or "ould not" in str(err):
-                raise SpaceError("provisioning %s: %s" % (output, err), "free space at the output path, or "
+            if "Could not allocate" in str(err):  # the estimate was too low: mke2fs -d ran out of room
+                raise SpaceError("provisioning %s: the sysroot file system is full: %s" % (output, err),
                                  "pass a larger --size (the estimate was %d bytes)" % need["image"])
             raise
         shutil.rmtree(scratch)
+        for p in parts:
+            if p.fs == "ext4":
+                keep += ext4_journal_ranges(temps["image"], p.start)
         say("writing the bmap")
         scan = bmap.write_bmap(temps["image"], temps["bmap"], keep=keep)
         env_rec = None
@@ -252,11 +255,13 @@ def provision_image(board, repo, ref, output, size=None, unit_values=None, sourc
         os.replace(temps["bmap"], output + BMAP_SUFFIX)
         os.replace(temps["image"], output)
         _fsync_dir(out_dir)
-    except BaseException:
+    except BaseException as err:
         _remove(scratch)
         for path in temps.values():
             _remove(path)
             _remove(path + ".tmp")
+        if isinstance(err, StorageError):
+            raise _in_context(err, "provisioning %s" % output, out_dir)
         raise
     record = _record("image", inp, seeded, epoch, unit_values, need, env_rec, remote)
     record.update({"image": output, "image_sha256": scan["sha256"], "image_size": scan["image_size"],
@@ -268,18 +273,23 @@ def provision_image(board, repo, ref, output, size=None, unit_values=None, sourc
 
 
 def _always_mapped(img, size):
-    """Byte ranges the bmap maps even where they are zero (a flashed medium's old bytes there would
-    break them): the partition tables (GPT entry arrays and the MBR are mostly zeros under their
-    CRC) and every FAT partition (its tables and file clusters may hold zero blocks)."""
+    """Byte ranges the bmap maps even if they were holes: the partition tables (a GPT entry array
+    or an MBR is mostly zeros under its CRC; a medium's old bytes there would break it)."""
     if img.table == "gpt":
-        keep = [(0, 34 * 512), (size - 33 * 512, 33 * 512)]
-    else:
-        keep = [(0, 512)]
-    img.layout()
-    for p in img.partitions:
-        if p.fs == "vfat":
-            keep.append((p.start, p.size))
-    return keep
+        return [(0, 34 * 512), (size - 33 * 512, 33 * 512)]
+    return [(0, 512)]
+
+
+def _in_context(err, doing, directory):
+    """The storage error with what was being done in front, and a host-side hint for space."""
+    text = str(err)
+    if not text.startswith(doing):
+        text = "%s: %s" % (doing, text)
+    hint = err.hint
+    if isinstance(err, SpaceError) or "no space left" in text.lower():
+        hint = "free space in %s (nothing was left behind), or write the image to another file system" % directory
+        return SpaceError(text, hint)
+    return type(err)(text, hint)
 
 
 def _fsync_dir(path):
@@ -339,11 +349,13 @@ def provision_target(board, repo, ref, target_dir, unit_values=None, source_date
             _write_file(env_tmp, data)
             os.replace(env_tmp, env_output)
             env_rec = _env_record(inp.board, seeded, "file", env_output, data)
-    except BaseException:
+    except BaseException as err:
         for name in os.listdir(target_dir):
             if name != "lost+found":
                 _remove(os.path.join(target_dir, name))
         _remove(env_tmp)
+        if isinstance(err, StorageError):
+            raise _in_context(err, "provisioning into %s" % target_dir, target_dir)
         raise
     record = _record("target", inp, seeded, epoch, unit_values, need, env_rec, remote)
     record["target"] = target_dir

@@ -27,7 +27,7 @@ import subprocess
 from .. import board as board_mod
 from .. import deploy, envstore, fs, objects, trust, ubootenv
 from ..bootloader import UBootBootloader
-from ..errors import ConfigError, IntegrityError, StorageError, TrustError, UpdaterError, UsageError
+from ..errors import ConfigError, IntegrityError, SpaceError, StorageError, TrustError, UpdaterError, UsageError
 from ..objects import to_hex
 from ..repo import Repo
 from ..sysroot import DeviceConfig, Sysroot, parse_public_key
@@ -227,6 +227,14 @@ class _SeedSysroot(Sysroot):
 
     def bootloader(self, board=None, env_file=None):
         return UBootBootloader(self._seed_board, store=self._store)
+
+    def check_space(self, needed, doing):
+        """The host's scratch space: the device's [deploy] reserve does not apply here."""
+        free = fs.free_bytes(self.dir)
+        if free < needed:
+            raise SpaceError("%s: not enough space to stage the sysroot in %s: needs about %d bytes, %d are free"
+                             % (doing, self.path, needed, free), "free space there, or pass another scratch directory")
+        return free
 
 
 # --- the boot script ---------------------------------------------------------------------------
