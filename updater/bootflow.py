@@ -4,7 +4,10 @@ the same rules: ``mark_good``, ``rollback``.
 ``boot`` (docs/sysroot.md, "At every boot"):
 1. finish or clean up interrupted work: half-built deployments (deploy/.tmp-*), repository and
    sysroot temp files, state records of deployments that never became visible;
-2. read the boot contract; an unusable boot environment is reported, never rewritten;
+2. read the boot contract; an unusable boot environment (U-Boot then ran on its defaults and
+   booted what boot/updater-env.txt names) is rewritten from the board's defaults with the
+   running deployment as the known-good one, and reported; with the running deployment
+   unknown it is only reported;
 3. the boot script gave up on a trial (contract ``failed`` set): record a "fallback" event in
    the boot history, mark that deployment failed, clear ``failed``;
 4. booted the staged trial: run the health-check hooks of the device configuration; all pass:
@@ -60,11 +63,14 @@ def boot(sysroot, booted=None, health=True, say=None):
     for name in result["reconciled"]["missing"]:
         result["events"].append("the boot selection names deployment %s, which is missing" % name)
     if not contract.get("env_ok", True):
-        add_history(state, "env-problem", booted, str(contract.get("problem")))
-        sysroot.save_state(state)
-        result.update({"ok": False, "action": "env-problem"})
-        result["events"].append("the boot environment is unusable: %s" % contract.get("problem"))
-        return result
+        if not _repair_env(sysroot, bl, state, booted, contract.get("problem"), result):
+            add_history(state, "env-problem", booted, str(contract.get("problem")))
+            sysroot.save_state(state)
+            result.update({"ok": False, "action": "env-problem"})
+            result["events"].append("the boot environment is unusable (%s) and the running deployment is "
+                                    "unknown, so it was not rewritten" % contract.get("problem"))
+            return result
+        contract = bl.read()
     failed = contract.get("failed")
     if failed:
         detail = "the boot script gave up on %s and booted %s" % (failed, booted or "an unknown deployment")
@@ -119,13 +125,39 @@ def boot(sysroot, booted=None, health=True, say=None):
     return result
 
 
+def _repair_env(sysroot, bl, state, booted, problem, result):
+    """The boot environment failed its CRC (a write torn by a power cut, worn flash): U-Boot ran
+    on its built-in defaults and boot.cmd booted what boot/updater-env.txt names. Write a whole
+    environment again - the board's defaults, its boot settings and the contract with the
+    running deployment as the known-good one - so the next boot and the next deploy work. Values
+    that lived only in the lost env (bootdelay, per-unit values) are not recovered. False when
+    the running deployment is unknown or not on disk (nothing is written then)."""
+    if not booted or not fs.is_dir(sysroot.deployment_path(booted)):
+        return False
+    named = deploy_mod.read_fallback(sysroot)
+    how = "booted %s, the known-good deployment boot/updater-env.txt names" % booted if named == booted else \
+        "booted %s (boot/updater-env.txt names %s)" % (booted, named or "nothing")
+    why = "the U-Boot environment was unusable (%s): U-Boot ran on its defaults and %s" % (problem, how)
+    deployments.mark_good(state, booted)
+    add_history(state, "env-repaired", booted, why)
+    set_result(state, "boot", True, "rewrote the U-Boot environment with %s as the known-good deployment" % booted)
+    sysroot.save_state(state)
+    deploy_mod.write_fallback(sysroot, booted)
+    bl.write({"current": booted, "trial": "", "count": 0, "failed": "", "limit": deploy_mod.attempt_limit(sysroot)},
+             force=True)
+    result["action"] = "env-repaired"
+    result["events"].append("%s; rewrote the environment from the board's defaults with %s as the known-good "
+                            "deployment" % (why, booted))
+    return True
+
+
 def _confirm(sysroot, bl, state, name, command):
     deployments.mark_good(state, name)
     add_history(state, "good", name, "confirmed by %s" % command)
     set_result(state, command, True, "%s is the known-good deployment" % name)
     sysroot.save_state(state)
+    deploy_mod.write_fallback(sysroot, name)  # before the env write (see write_fallback)
     bl.write({"current": name, "trial": "", "count": 0})
-    deploy_mod.write_fallback(sysroot, name)
 
 
 def mark_good(sysroot, booted=None):

@@ -4,6 +4,7 @@ Exit codes: 0 ok, 1 operation failed, 2 usage or configuration error (130 on Ctr
 With ``--json`` a failure also prints {"ok": false, "error": {...}} on stdout for scripts.
 """
 
+import os
 import sys
 
 from . import __version__, jsonout
@@ -94,6 +95,10 @@ def main(argv=None, stdout=None, stderr=None):
         return 0
     ctx = Context(ns, out, err_stream)
     try:
+        if os.getenv("UPDATER_TRACE_OPS"):  # test-only (QEMU power cuts): see updater/optrace.py
+            from . import optrace
+
+            optrace.install_from_env(os.getenv, err_stream)
         rc = cmd.run(ctx, ns)
         return 0 if rc is None else int(rc)
     except UpdaterError as err:

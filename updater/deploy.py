@@ -15,7 +15,7 @@ Order (each step durable before the next; docs/sysroot.md, "Deploying"):
 5. one syncfs for everything written, record NAME as "pending" in the state, rename
    .tmp-NAME to NAME (the deployment appears complete or not at all), fsync the directory;
 6. stage it: ONE boot-selection write (trial = NAME, count = 0; on an empty device
-   current = NAME), then the record becomes "ready".
+   current = NAME, after boot/updater-env.txt), then the record becomes "ready".
 A crash anywhere leaves either the old selection (the new directory, if any, is removed or
 kept unstaged by the next run) or the new one pointing at a complete deployment.
 """
@@ -148,7 +148,11 @@ def attempt_limit(sysroot):
 
 
 def write_fallback(sysroot, current):
-    """U-Boot devices: SYSROOT/boot/updater-env.txt, which boot.cmd imports when the env is lost."""
+    """U-Boot devices: SYSROOT/boot/updater-env.txt, which boot.cmd imports when the env is lost.
+
+    Written durably BEFORE every env write that makes ``current`` the known-good deployment: on
+    a single-copy env a power cut during that write leaves U-Boot on its defaults, and this file
+    is then what boots the device (the new known-good deployment, already proven or first)."""
     config = sysroot.config()
     if config.bootloader != "uboot" or not current:
         return
@@ -242,8 +246,8 @@ def deploy(sysroot, commit_id, progress=None, verify=None, booted=None, say=None
     if stage:
         limit = attempt_limit(sysroot)
         if first:
+            write_fallback(sysroot, name)  # before the env write: it boots the device if that write is torn
             bl.write({"current": name, "trial": "", "count": 0, "limit": limit, "failed": ""})
-            write_fallback(sysroot, name)
         else:
             bl.write({"trial": name, "count": 0, "limit": limit})
     rec["state"] = deployments.READY

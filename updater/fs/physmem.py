@@ -7,6 +7,7 @@ machine). CPython only: MicroPython's unix port has no mmap.
 import os
 
 from ..errors import UnsupportedError
+from . import base
 from .base import MICROPYTHON, _op, fail
 
 PAGE = 4096
@@ -41,7 +42,8 @@ class PhysMap:
         return self.words[offset >> 2]
 
     def write32(self, offset, value):
-        _op("write_phys", self.device)
+        if base._hook is not None:  # the path names the word and value (a flash command or data)
+            _op("write_phys", "%s@0x%x=0x%08x" % (self.device, self.base + offset, value))
         self.words[offset >> 2] = value
 
     def read(self, offset, size):
