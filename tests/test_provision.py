@@ -9,7 +9,7 @@ import pytest
 
 from provkit import EPOCH, Source, cat, debugfs, env_at, flash_over, inode_of, ls, missing_tool, part_device, run, sfdisk_json, sha256
 from updater import board as board_mod
-from updater import bootloader, ubootenv
+from updater import bootloader
 from updater.host import bmap, provision
 from updater.host.diskimage import ext4_journal_ranges
 from updater.objects import to_hex

@@ -32,7 +32,7 @@ from .diskimage import ALIGN, TYPES, DiskImage, Partition, ext4_journal_ranges, 
 PROVISION_FORMAT = 1
 RECORD_KEYS = ("format", "mode", "board", "commit", "version", "branch", "subject", "deployment", "signed_by",
                "trusted_keys", "remote", "image", "image_sha256", "image_size", "mapped_size", "bmap",
-               "partitions", "env", "unit_values", "sysroot_needed", "source_date_epoch")
+               "partitions", "env", "unit_values", "contents", "sysroot_needed", "source_date_epoch")
 BMAP_SUFFIX = ".bmap"
 ENV_SUFFIX = ".env"
 
@@ -100,35 +100,51 @@ def _remove(path):
         pass
 
 
-def _write_file(path, data):
+def env_medium_chunks(board, images, chunk=1 << 20):
+    """The bytes of an env medium image, in chunks: erased (0xff) flash or a zeroed file, with
+    the env copies ``images`` [(offset, bytes)] at their offsets; ``board.env.medium_end()`` long."""
+    env = board.env
+    fill = bytes([0xFF if env.storage in ("cfi-nor", "mtd") else 0x00]) * chunk
+    total = env.medium_end()
+    pos = 0
+    while pos < total:
+        n = min(chunk, total - pos)
+        buf = None
+        for off, image in images:
+            if off < pos + n and pos < off + len(image):
+                buf = buf or bytearray(fill[:n])
+                a, b = max(off, pos), min(off + len(image), pos + n)
+                buf[a - pos:b - pos] = image[a - off:b - off]
+        yield bytes(buf) if buf is not None else fill[:n]
+        pos += n
+
+
+def write_env_medium(path, board, images):
+    """Write the env medium image to ``path`` (fsync'd); returns (sha256 hex, size)."""
+    h = hashlib.sha256()
+    size = 0
     try:
         with open(path, "wb") as f:
-            f.write(data)
+            for data in env_medium_chunks(board, images):
+                f.write(data)
+                h.update(data)
+                size += len(data)
             f.flush()
             os.fsync(f.fileno())
     except OSError as err:
         _remove(path)
-        raise StorageError("writing %s: %s" % (path, err.strerror), "check the free space at the output path")
+        raise StorageError("writing the env image %s: %s" % (path, err.strerror), "check the free space at the output path")
+    return h.hexdigest(), size
 
 
-def env_medium(board, images):
-    """The bytes of an env medium image: erased (0xff) flash or zeroed file, copies at offsets."""
-    env = board.env
-    fill = 0xFF if env.storage in ("cfi-nor", "mtd") else 0x00
-    buf = bytearray(bytes([fill]) * env.medium_end())
-    for off, image in images:
-        buf[off:off + len(image)] = image
-    return bytes(buf)
-
-
-def _env_record(board, seeded, where, path=None, data=None):
+def _env_record(board, seeded, where, path=None, written=None):
     env = board.env
     names = board.boot.vars
     contract = dict((k, seeded["env"].get(names[k])) for k in ("current", "trial", "count", "limit", "failed"))
     return {"storage": env.storage, "device": env.device, "offsets": env.offsets(), "size": env.size,
             "redundant": env.redundant, "written_to": where, "file": path,
-            "file_sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
-            "file_size": len(data) if data is not None else None, "contract": contract,
+            "file_sha256": written[0] if written else None, "file_size": written[1] if written else None,
+            "contract": contract,
             "fw_env_config": board_mod.fw_env_config(board, path or ("IMAGE" if where == "image" else "ENVFILE"))}
 
 
@@ -243,9 +259,8 @@ def provision_image(board, repo, ref, output, size=None, unit_values=None, sourc
         scan = bmap.write_bmap(temps["image"], temps["bmap"], keep=keep)
         env_rec = None
         if env_path:
-            data = env_medium(board, seeded["env_images"])
-            _write_file(temps["env"], data)
-            env_rec = _env_record(board, seeded, "file", env_path, data)
+            written = write_env_medium(temps["env"], board, seeded["env_images"])
+            env_rec = _env_record(board, seeded, "file", env_path, written)
         elif write_env:
             env_rec = _env_record(board, seeded, "image")
         else:
@@ -310,8 +325,16 @@ def _record(mode, inp, seeded, epoch, unit_values, need, env_rec, remote):
                 "deployment": seeded["deployment"], "remote": remote or "",
                 "signed_by": inp.signed_by, "trusted_keys": sorted(inp.keys),
                 "env": env_rec, "unit_values": dict(unit_values or {}), "sysroot_needed": need["sysroot"],
+                "contents": _contents(seeded),
                 "source_date_epoch": epoch})
     return rec
+
+
+def _contents(seeded):
+    co = seeded.get("checkout") or {}
+    return {"objects": seeded["copied"]["objects"], "object_bytes": seeded["copied"]["bytes"],
+            "files": co.get("files", 0), "linked": co.get("linked", 0), "copied": co.get("copied", 0),
+            "created_empty": co.get("created_empty", 0), "dirs": co.get("dirs", 0)}
 
 
 def provision_target(board, repo, ref, target_dir, unit_values=None, source_date_epoch=None, progress=None,
@@ -345,10 +368,9 @@ def provision_target(board, repo, ref, target_dir, unit_values=None, source_date
         if env_output and write_env:
             env_output = os.path.abspath(env_output)
             env_tmp = "%s.tmp-%d" % (env_output, os.getpid())
-            data = env_medium(inp.board, seeded["env_images"])
-            _write_file(env_tmp, data)
+            written = write_env_medium(env_tmp, inp.board, seeded["env_images"])
             os.replace(env_tmp, env_output)
-            env_rec = _env_record(inp.board, seeded, "file", env_output, data)
+            env_rec = _env_record(inp.board, seeded, "file", env_output, written)
     except BaseException as err:
         for name in os.listdir(target_dir):
             if name != "lost+found":
