@@ -86,9 +86,18 @@ def _send(fd, seen):
         view = view[n:]
 
 
-def copy_tree(src, dst):
-    """cp -a: hard links between repository objects and deployments are preserved."""
-    subprocess.run(["cp", "-a", src, dst], check=True)
+def copy_tree(src, dst, link=False):
+    """cp -a: hard links between repository objects and deployments are preserved.
+
+    ``link``: hard-link every file instead of copying (fast for big trees; safe because updater
+    never writes into an existing file: objects, deployments, state and contract are replaced by
+    rename). The lock file, written in place, is copied.
+    """
+    subprocess.run(["cp", "-al" if link else "-a", src, dst], check=True)
+    if link:
+        lock = os.path.join(dst, "updater", "lock")
+        if os.path.exists(lock):
+            os.remove(lock)
 
 
 def bad_objects(repo_path):
@@ -121,9 +130,10 @@ def bad_objects(repo_path):
 class Device:
     """A sysroot with the file bootloader, and how to boot it the way U-Boot and init would."""
 
-    def __init__(self, path, cmdline):
+    def __init__(self, path, cmdline, probe="boot/vmlinuz"):
         self.path = path
         self.cmdline = cmdline
+        self.probe = probe  # the file U-Boot loads from a deployment (it "boots" if present)
         self.env = {"UPDATER_CMDLINE": cmdline}
 
     def deploy_dir(self):
@@ -133,7 +143,7 @@ class Device:
         return bootloader.FileBootloader(os.path.join(self.path, bootloader.SYSROOT_FILE)).read()
 
     def can_load(self, name):
-        return os.path.isfile(os.path.join(self.deploy_dir(), name, "boot", "vmlinuz"))
+        return os.path.isfile(os.path.join(self.deploy_dir(), name, self.probe))
 
     def reboot(self):
         """One boot: the boot script picks (and counts), init mounts it, ``updater boot`` runs.

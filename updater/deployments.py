@@ -64,9 +64,7 @@ def _seq(recs, name):
 
 def newest_first(names, recs):
     """Names ordered newest first by sequence number (then name, for a stable order)."""
-    out = sorted(names)
-    out.sort(key=lambda n: -_seq(recs, n))
-    return out
+    return sorted(names, key=lambda n: (-_seq(recs, n), n))  # one key: sort stability not assumed
 
 
 def contract_names(contract):
@@ -94,7 +92,7 @@ def rollback_target(names, recs, contract, booted):
         else:
             other.append(name)
     if good:
-        good.sort(key=lambda item: -item[0])
+        good.sort(key=lambda item: (-item[0], item[1]))
         return good[0][1]
     return other[0] if other else None
 
