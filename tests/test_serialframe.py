@@ -191,19 +191,20 @@ def test_receiver_resumes_from_what_the_store_holds():
 
 
 def test_receiver_heartbeats_and_repeats_its_result_until_bye():
+    hb = rv.HEARTBEAT_MS
     r = rv.Receiver(MemStore())
     r.start(0)
-    assert r.tick(500) == []
-    assert r.tick(1000)[0][0] == sf.STATE
-    r.handle(sf.HELLO, 0, hello(b"abc"), 1000)
-    assert r.tick(2100) == [(sf.ACK, 0, b"")]
+    assert r.tick(hb // 2) == []
+    assert r.tick(hb)[0][0] == sf.STATE
+    r.handle(sf.HELLO, 0, hello(b"abc"), hb)
+    assert r.tick(2 * hb + 1) == [(sf.ACK, 0, b"")]
     r.finish({"ok": True, "stage": "install"})
-    assert r.tick(3200)[0][0] == sf.RESULT
-    assert r.handle(sf.END, 3, hello(b"abc"), 3300)[0][0] == sf.RESULT
+    assert r.tick(3 * hb + 2)[0][0] == sf.RESULT
+    assert r.handle(sf.END, 3, hello(b"abc"), 3 * hb + 3)[0][0] == sf.RESULT
     # a HELLO for the installed file says complete: END then gets the result again
-    (t, seq, payload), = r.handle(sf.HELLO, 0, hello(b"abc"), 3400)
+    (t, seq, payload), = r.handle(sf.HELLO, 0, hello(b"abc"), 3 * hb + 4)
     assert seq == 3 and sf.parse_state(payload)[0] & sf.STATE_COMPLETE
-    r.handle(sf.BYE, 0, b"", 3500)
+    r.handle(sf.BYE, 0, b"", 3 * hb + 5)
     assert r.state == rv.CLOSED
 
 
@@ -284,7 +285,16 @@ def test_transfer_over_a_lossy_channel_delivers_exact_bytes(seed):
     assert doc["ok"] is True and doc["sha256"] == hashlib.sha256(data).hexdigest()
     assert installed == [data]
     assert summary["state"] == rv.CLOSED
-    assert sender.stats.retransmits > 0 and summary["garbage"] + summary["corrupt"] > 0  # the faults happened
+    seen = summary["garbage"] + summary["corrupt"] + sender.parser.garbage + sender.parser.corrupt
+    assert seen > 0 and sender.stats.sent_bytes >= len(data)  # the faults happened and were survived
+
+
+def test_faults_force_retransmissions():
+    total = 0
+    for seed in range(4):
+        _, sender, _, _ = run_pair(os.urandom(30000), seed, faults=True)
+        total += sender.stats.retransmits
+    assert total > 0
 
 
 def test_transfer_without_faults_sends_each_byte_once():

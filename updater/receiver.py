@@ -9,7 +9,7 @@ from .serialframe import (ABORT, ACK, BYE, DATA, DEFAULT_MAX_TOTAL, END, HELLO, 
                           PROGRESS, RESULT, STATE, STATE_ACTIVE, STATE_COMPLETE, error_doc, json_payload,
                           parse_identity, state_payload)
 
-HEARTBEAT_MS = 1000
+HEARTBEAT_MS = 500
 NAK_INTERVAL_MS = 500
 
 # States.

@@ -26,8 +26,17 @@ LOGIN_FAILED = re.compile(rb"Login incorrect|Authentication failure")
 KEEP = 1 << 20  # bytes of console history kept
 
 
+def _plain(data):
+    """Echoed text without escape sequences and line breaks, for comparing with what was typed."""
+    return ANSI.sub(b"", data).replace(b"\r", b"").replace(b"\n", b"")
+
+
 class LineDown(FetchError):
     """The line stopped working in the middle of an exchange (port vanished, socket closed, stall)."""
+
+
+class NoAnswer(FetchError):
+    """Nothing (or nothing recognisable) answered on the console."""
 
 
 def _hint_for_open(url, err):
@@ -60,6 +69,7 @@ class Console:
         self.ser = None
         self.buf = bytearray()
         self.cursor = 0
+        self.answered = False  # something recognisable answered since the port opened
 
     # --- the port ------------------------------------------------------------------------------
     def open(self):
@@ -205,6 +215,13 @@ class Console:
             return "shell"
         return None
 
+    def who(self):
+        """classify(), remembering that the device answered."""
+        state = self.classify()
+        if state is not None:
+            self.answered = True
+        return state
+
     def probe(self, timeout=5.0, listen=0.5):
         """Find out who answers: listen, then Ctrl-C, then Enter, until ``timeout`` seconds pass.
 
@@ -213,7 +230,7 @@ class Console:
         """
         self.mark()
         self.settle(quiet=listen, limit=listen * 2)
-        state = self.classify()
+        state = self.who()
         keys = [b"\x03", b"\r"]
         deadline = time.monotonic() + timeout
         i = 0
@@ -222,16 +239,16 @@ class Console:
             self.write(keys[i % 2])
             i += 1
             self.settle(quiet=0.4, limit=1.5)
-            state = self.classify()
+            state = self.who()
         return state
 
     def no_answer(self, doing):
         seen = self.tail_text(200)
         if seen:
-            return FetchError("%s on %s: the device answered with something unrecognised: %r" % (doing, self.url, seen[-120:]),
+            return NoAnswer("%s on %s: the device answered with something unrecognised: %r" % (doing, self.url, seen[-120:]),
                               "check the baud rate (--baud, now %d); pass --prompt REGEX if the shell prompt is unusual"
                               % self.baud)
-        return FetchError("%s on %s: no answer from the device" % (doing, self.url),
+        return NoAnswer("%s on %s: no answer from the device" % (doing, self.url),
                           "check that the device is powered on, the cable (TX/RX crossed?) and the baud rate "
                           "(--baud, now %d)" % self.baud)
 
@@ -278,6 +295,41 @@ class Console:
             if self.classify() != "receiver":
                 return
 
+    def type_line(self, text, attempts=3):
+        """Type a command line and press Enter only once its echo came back intact.
+
+        On a noisy line a typed command can lose or change bytes; executing a mangled command
+        is worse than retyping it. Ctrl-C clears a bad line (shell and U-Boot alike). A console
+        whose echo never matches (an unusual line editor) gets the line anyway after the last try.
+        """
+        want = text.encode()
+        for _ in range(attempts):
+            self.mark()
+            self.write(want)
+            end = time.monotonic() + 2.0 + len(want) * 20.0 / self.rate
+            while time.monotonic() < end:
+                if want in _plain(self.text()):
+                    self.write(b"\r")
+                    return True
+                self.read(0.1)
+            if not self.text():
+                raise LineDown("typing a command on %s: not even its echo came back" % self.url,
+                               "check the cable and that the device is still running")
+            self.clear_line()
+        self.mark()
+        self.write(want + b"\r")
+        return False
+
+    def clear_line(self, attempts=3):
+        """Ctrl-C until a fresh prompt shows (a shell's or U-Boot's): the line being typed is gone."""
+        for _ in range(attempts):
+            self.mark()
+            self.write(b"\x03")
+            self.settle(quiet=0.3, limit=1.5)
+            if self.classify() in ("shell", "uboot"):
+                return True
+        return False
+
     def run(self, command, timeout=60.0):
         """(exit code, output text) of a shell command, found between unique markers."""
         nonce = binascii.hexlify(os.urandom(6))
@@ -285,8 +337,7 @@ class Console:
         end = b"UPDEND-" + nonce
         line = ("printf '%%s-%%s\\n' UPDBEGIN %s; %s; printf '\\n%%s-%%s %%s\\n' UPDEND %s \"$?\""
                 % (nonce.decode(), command, nonce.decode()))
-        self.mark()
-        self.write(line.encode() + b"\r")
+        self.type_line(line)
         idx, m = self.expect([re.compile(re.escape(begin) + rb"\r?\n")], min(timeout, 10))
         if idx is None:
             raise self.no_answer("running '%s'" % command)

@@ -12,37 +12,42 @@ import time
 
 from .. import serialframe as sf
 from ..errors import FetchError
-from .console import LineDown
+from .console import LineDown, NoAnswer
 from .sender import Sender, file_identity
 
 
-def listen_for_receiver(con, seconds=1.6):
-    """True if a receiver left running by an earlier attempt is sending heartbeats (1 a second)."""
+class ReceiverExited(FetchError):
+    """``updater receive`` ended at once (unknown command, bad option, a mangled command line)."""
+
+
+def listen_for_receiver(con, seconds=0.8):
+    """True if a receiver left running by an earlier attempt is sending heartbeats (2 a second)."""
     con.mark()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         con.read(min(0.2, max(0.0, end - time.monotonic())))
-        if con.classify() == "receiver":
+        if con.who() == "receiver":
             return True
     return False
 
 
-def start_receiver(con, device_cmd, login, password, encoding, receive_args, timeout=20.0):
-    """Make sure an ``updater receive`` is listening on the console."""
+def start_receiver(con, device_cmd, login, password, encoding, receive_args, timeout=20.0, wait=10.0):
+    """Make sure an ``updater receive`` is listening on the console (``wait``: for the shell)."""
     if listen_for_receiver(con):
         return "running"
-    con.reach_shell(login, password)
+    con.reach_shell(login, password, timeout=wait)
     cmd = "%s receive" % device_cmd
     if encoding != "raw":
         cmd += " --encoding " + encoding
     if receive_args:
         cmd += " " + receive_args
-    con.mark()
-    con.write(cmd.encode() + b"\r")
-    start = len(con.buf)
+    con.type_line(cmd)
+    start = con.cursor
     parser = sf.make_parser(encoding)
     deadline = time.monotonic() + timeout
     seen = 0
+    enters = 1
+    typed = cmd.encode()
     while time.monotonic() < deadline:
         con.read(0.2)
         for ftype, _, _ in parser.feed(bytes(con.buf[start + seen:])):
@@ -50,13 +55,17 @@ def start_receiver(con, device_cmd, login, password, encoding, receive_args, tim
                 return "started"
         seen = len(con.buf) - start
         text = bytes(con.buf[start:])
-        after_echo = text.split(b"\n", 1)[1] if b"\n" in text else b""
-        if after_echo and con.classify() == "shell":
+        at = text.rfind(typed)
+        after = text[at + len(typed):] if at >= 0 else b""
+        if b"\n" not in after and time.monotonic() > deadline - timeout + 2.5 * enters and enters < 3:
+            enters += 1
+            con.write(b"\r")  # the Enter key was lost or mangled on the line
+        if b"\n" in after and con.classify() == "shell":
             said = con.tail_text(300)
-            raise FetchError("starting '%s' on %s: it exited at once: %s" % (cmd, con.url, said[-240:]),
+            raise ReceiverExited("starting '%s' on %s: it exited at once: %s" % (cmd, con.url, said[-240:]),
                              "check --device-cmd (how updater runs on the device) and that the device's updater "
                              "has the receive command")
-    raise FetchError("starting '%s' on %s: no answer from the receiver within %.0f s" % (cmd, con.url, timeout),
+    raise NoAnswer("starting '%s' on %s: no answer from the receiver within %.0f s" % (cmd, con.url, timeout),
                      "check --device-cmd; with a console that cannot be made raw, try --encoding base64")
 
 
@@ -78,6 +87,7 @@ def push(open_console, path, device_cmd="updater --sysroot /sysroot", login=None
     con = None
     resent = False
     first = True
+    alive = False
     stats = []
     last_error = None
     try:
@@ -85,7 +95,14 @@ def push(open_console, path, device_cmd="updater --sysroot /sysroot", login=None
             try:
                 if con is None:
                     con = open_console()
-                start_receiver(con, device_cmd, login, password, encoding, receive_args)
+                wait = max(2.0, min(10.0, timeout - (time.monotonic() - state["moved"])))
+                for attempt in range(3):
+                    try:
+                        start_receiver(con, device_cmd, login, password, encoding, receive_args, wait=wait)
+                        break
+                    except ReceiverExited:
+                        if attempt == 2:
+                            raise  # not a mangled command line: the device really cannot run it
                 first = False
                 sender = Sender(con, path, size, digest, payload=frame, window=window, encoding=encoding,
                                 rate=con.rate, rto=rto, line_timeout=line_timeout, progress=seen, notify=notify)
@@ -105,11 +122,18 @@ def push(open_console, path, device_cmd="updater --sysroot /sysroot", login=None
             except LineDown as err:
                 last_error = err
                 notify("the line dropped (%s); reconnecting" % err)
-            except FetchError as err:
-                if first:
-                    raise  # the port never opened, or the device said no: nothing to retry
+            except NoAnswer as err:
+                alive = alive or (con is not None and con.answered)
+                if first and not alive:
+                    raise  # nothing ever answered: wrong port, baud rate or a device that is off
                 last_error = err
-                notify("reconnecting failed (%s); retrying" % err)
+                notify("no answer (%s); retrying" % err)
+            except FetchError as err:
+                if first or con is not None:
+                    raise  # the device said no (U-Boot, login, no receive command): retrying will not help
+                last_error = err  # reopening the port failed (an adapter unplugged): try again
+                notify("reopening the port failed (%s); retrying" % err)
+            alive = alive or (con is not None and con.answered)
             if con is not None:
                 con.close()
                 con = None

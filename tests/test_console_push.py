@@ -1,0 +1,233 @@
+"""``updater console push`` over pty pairs to a device shell running the real ``updater receive``.
+
+The device is /bin/sh on a pty with the updater of this checkout (tests/serial_device.py: the
+real command line with a stand-in installer that checks board and checksum, until bundle
+install is wired in). A relay between the host's pty and the device's pty drops, corrupts and
+stalls bytes (seeded) or cuts the line at a chosen byte.
+"""
+
+import io
+import os
+import random
+import threading
+import time
+
+import pytest
+
+import serialrig as rig
+from serial_device import make_bundle
+from updater.cli import main
+from updater.sysroot import DeviceConfig, Sysroot
+
+
+def cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(list(argv), stdout=out, stderr=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def sysroot(tmp_path):
+    path = str(tmp_path / "sysroot")
+    Sysroot.create(path, DeviceConfig(board="qemu-arm64"))
+    return path
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    path = str(tmp_path / "update.bundle")
+    with open(path, "wb") as f:
+        f.write(make_bundle("qemu-arm64", random.Random(7).randbytes(60000)))
+    return path
+
+
+class Rig:
+    def __init__(self, sysroot, interpreter="cpython", **relay):
+        self.sysroot = sysroot
+        self.line = rig.Line(**relay)
+        self.shell = rig.spawn_on(self.line.ds, ["/bin/sh", "-i"], env=rig.device_env())
+        self.device_cmd = rig.device_cmd(sysroot, interpreter)
+
+    def push(self, bundle, *extra):
+        return cli("console", "--port", self.line.host_path, "push", bundle, "--device-cmd", self.device_cmd,
+                   "--json", *extra)
+
+    def installed(self):
+        return os.path.exists(os.path.join(self.sysroot, "updater", "test-installed"))
+
+    def staging(self):
+        tmp = os.path.join(self.sysroot, "updater", "tmp")
+        return sorted(os.listdir(tmp)) if os.path.isdir(tmp) else []
+
+    def close(self):
+        rig.kill(self.shell)
+        self.line.close()
+
+
+@pytest.fixture
+def make_rig(sysroot):
+    made = []
+
+    def make(**kw):
+        r = Rig(sysroot, **kw)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def result(out):
+    import json
+
+    return json.loads(out)
+
+
+def test_push_installs_and_reports_the_result(make_rig, bundle):
+    r = make_rig()
+    rc, out, err = r.push(bundle)
+    doc = result(out)
+    assert rc == 0, err
+    assert doc["ok"] is True and doc["stage"] == "install" and doc["size"] == os.path.getsize(bundle)
+    assert doc["result"]["staged"] is True and doc["stats"]["retransmits"] == 0
+    assert r.installed() and r.staging() == []
+
+
+def test_push_to_a_micropython_device_over_a_faulty_line(make_rig, bundle):
+    r = make_rig(interpreter="micropython", seed=11, drop=0.03, corrupt=0.03, stall=0.02)
+    rc, out, err = r.push(bundle, "--line-timeout", "5")
+    assert rc == 0, err
+    doc = result(out)
+    assert doc["ok"] and doc["stats"]["retransmits"] > 0
+    assert sum(r.line.relay.faults.values()) > 0
+    assert r.installed()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_push_survives_drops_corruption_and_stalls(make_rig, bundle, seed):
+    r = make_rig(seed=seed, drop=0.05, corrupt=0.05, stall=0.03)
+    rc, out, err = r.push(bundle, "--line-timeout", "5")
+    assert rc == 0, err
+    assert result(out)["ok"] and r.installed()
+    faults = r.line.relay.faults
+    assert faults["dropped"] and faults["corrupted"]
+
+
+def test_garbage_on_the_line_before_and_during_the_transfer(make_rig, bundle):
+    r = make_rig()
+    relay = r.line.relay
+    noise = random.Random(3)
+    with relay.lock:  # boot noise towards the host, printable junk typed at the shell
+        relay.pending["d2h"] += bytes(noise.randrange(256) for _ in range(3000))
+        relay.pending["h2d"] += b"ls /nonexistent junk"
+
+    def inject():
+        deadline = time.monotonic() + 20
+        while relay.count["h2d"] < 20000 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with relay.lock:  # binary noise into the running receiver, and back
+            relay.pending["h2d"] += bytes(noise.randrange(256) for _ in range(2000))
+            relay.pending["d2h"] += bytes(noise.randrange(256) for _ in range(2000))
+
+    t = threading.Thread(target=inject)
+    t.start()
+    rc, out, err = r.push(bundle)
+    t.join()
+    assert rc == 0, err
+    assert result(out)["ok"] and r.installed()
+
+
+def h2d_bytes_for(bundle, device_cmd):
+    """Roughly how many host->device bytes a push sends: typed command, frames, END."""
+    size = os.path.getsize(bundle)
+    return len(device_cmd) + 60 + size + 16 * (size // 1024 + 1) + 52
+
+
+@pytest.mark.parametrize("where", [0.0005, 0.05, 0.4, 0.8, 0.999])
+@pytest.mark.parametrize("receiver", ["waits", "exits"])
+def test_a_transfer_cut_anywhere_installs_nothing_then_resumes(make_rig, bundle, where, receiver):
+    r = make_rig()
+    total = h2d_bytes_for(bundle, r.device_cmd)
+    r.line.relay.cut_at = max(10, int(total * where))
+    args = ["--timeout", "3", "--line-timeout", "1"]
+    if receiver == "exits":
+        args += ["--receive-args", "--idle-timeout 1"]
+    rc, out, err = r.push(bundle, *args)
+    assert rc == 1, (out, err)
+    assert "giving up" in err and "resumes" in err
+    assert not r.installed()
+    held = r.staging()
+    time.sleep(1.5 if receiver == "exits" else 0)
+    r.line.relay.restore()
+    rc, out, err = r.push(bundle)
+    assert rc == 0, err
+    doc = result(out)
+    assert doc["ok"] and r.installed() and r.staging() == []
+    if held and where >= 0.05:
+        assert doc["stats"]["resumed_from"] > 0, (where, receiver, doc["stats"])
+        assert doc["stats"]["sent_bytes"] < os.path.getsize(bundle)
+
+
+def test_the_line_drops_and_comes_back_during_one_push(make_rig, bundle):
+    r = make_rig()
+    relay = r.line.relay
+    relay.cut_at = 30000
+
+    def heal():
+        deadline = time.monotonic() + 20
+        while not relay.down and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(2.5)
+        relay.restore()
+
+    t = threading.Thread(target=heal)
+    t.start()
+    rc, out, err = r.push(bundle, "--line-timeout", "1", "--timeout", "30")
+    t.join()
+    assert rc == 0, err
+    doc = result(out)
+    assert doc["ok"] and doc["stats"]["connections"] >= 2
+    assert "reconnecting" in err
+    assert doc["stats"]["sent_bytes"] < 2 * os.path.getsize(bundle)
+
+
+def test_a_bundle_for_another_board_is_refused(make_rig, tmp_path):
+    path = str(tmp_path / "other.bundle")
+    with open(path, "wb") as f:
+        f.write(make_bundle("beaglebone-black", b"x" * 5000))
+    r = make_rig()
+    rc, out, err = r.push(path)
+    doc = result(out)
+    assert rc == 1 and doc["ok"] is False and doc["stage"] == "install"
+    assert doc["error"]["type"] == "TrustError" and "beaglebone-black" in doc["error"]["message"]
+    assert not r.installed() and r.staging() == []
+
+
+def test_a_tampered_bundle_is_refused(make_rig, tmp_path):
+    data = bytearray(make_bundle("qemu-arm64", b"y" * 20000))
+    data[-500] ^= 0x40
+    path = str(tmp_path / "tampered.bundle")
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    r = make_rig()
+    rc, out, err = r.push(path)
+    doc = result(out)
+    assert rc == 1 and doc["error"]["type"] == "IntegrityError"
+    assert not r.installed() and r.staging() == []
+    rc, out, err = cli("console", "--port", r.line.host_path, "push", path, "--device-cmd", r.device_cmd)
+    assert rc == 1 and "did not install" in out and "try: the bundle was damaged" in out
+
+
+def test_base64_encoding_for_consoles_that_cannot_be_raw(make_rig, bundle):
+    r = make_rig(seed=5, corrupt=0.02)
+    rc, out, err = r.push(bundle, "--encoding", "base64", "--frame", "768")
+    assert rc == 0, err
+    assert result(out)["ok"] and r.installed()
+
+
+def test_a_device_without_the_command_is_reported(make_rig, bundle):
+    r = make_rig()
+    rc, out, err = cli("console", "--port", r.line.host_path, "push", bundle, "--device-cmd", "no-such-updater")
+    assert rc == 1
+    assert "exited at once" in err and "not found" in err and "--device-cmd" in err
