@@ -324,3 +324,17 @@ def test_commit_for_another_board_is_refused(world, tmp_path):
     fsck_ok(other)
     with pytest.raises(FormatError):
         pull.open_bundle(host.pub)
+
+
+def test_target_already_in_the_repository_moves_only_the_ref(world):
+    host, server, dev = world
+    do_pull(dev)
+    advance(host, "2")
+    do_pull(dev)
+    dev.repo().write_ref(BRANCH, host.commits["1"])  # e.g. a rollback moved the ref back
+    before = len(server.requests)
+    r = do_pull(dev)
+    assert r["changed"] and not r["delta_used"] and r["objects_fetched"] == 0 and r["new_objects"] == 0
+    assert not [p for _, p, _ in server.requests[before:] if "/deltas/" in p]
+    assert dev.repo().read_ref(BRANCH) == host.commits["2"]
+    fsck_ok(dev)

@@ -224,7 +224,11 @@ class _Pull:
             return self.finish()
         sig = self.fetch_commit_sig(target)
         commit_bytes = commit = None
-        d = self.choose_delta(s, target) if self.use_deltas else None
+        if self.repo.has(target, "commit"):  # e.g. pulled before, then the ref moved back
+            commit_bytes = self.repo.read_object(target, "commit")
+            commit = objects.parse_commit(commit_bytes, "commit " + to_hex(target))
+            summary.check_commit(s, self.branch, target, commit, self.config.board)
+        d = self.choose_delta(s, target) if self.use_deltas and commit is None else None
         if d is not None:
             self.result["delta"] = d.name()
             try:
