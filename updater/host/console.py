@@ -284,7 +284,7 @@ class Console:
                 self.abort_receiver()
             else:
                 raise self.no_answer("reaching the shell")
-            state = self.probe(timeout)
+            state = self.who() or self.probe(timeout)
         raise self.no_answer("reaching the shell")
 
     def abort_receiver(self):
