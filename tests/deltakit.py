@@ -210,3 +210,27 @@ def fsck_ok(dev):
     assert d["ok"], d["problems"]
     return d
 
+
+
+def rewrite_part(delta_dir, index, transform):
+    """Replace part ``index`` of a zlib delta by ``transform(uncompressed bytes)``, fixing the
+    superblock's size, uncompressed size and hash (as a malicious publisher with the key could)."""
+    import hashlib
+    import zlib
+
+    from updater import delta
+
+    with open(os.path.join(delta_dir, "superblock"), "rb") as f:
+        sb = delta.parse_superblock(f.read())
+    parts = []
+    for p in sb.parts:
+        if p.index == index:
+            with open(os.path.join(delta_dir, str(index)), "rb") as f:
+                stream = transform(zlib.decompress(f.read()))
+            data = zlib.compress(stream, 9)
+            with open(os.path.join(delta_dir, str(index)), "wb") as f:
+                f.write(data)
+            p = delta.Part(index, "zlib", len(data), len(stream), hashlib.sha256(data).digest(), p.objects)
+        parts.append((p.codec, p.size, p.usize, p.sha256, p.objects))
+    with open(os.path.join(delta_dir, "superblock"), "wb") as f:
+        f.write(delta.encode_superblock(sb.from_id, sb.to_id, sb.commit, parts))

@@ -41,7 +41,11 @@ def test_full_then_delta_bundle(tmp_path, host):
         # a device with nothing cannot use a delta bundle (and a bundle has no single objects)
         pull.install(dev, delta_b, now=NOW + 10)
     fsck_ok(dev)
+    stale = os.path.join(dev.tmp_dir, ".tmp-bundle-0123456789ab-1")
+    os.makedirs(stale)
+    open(os.path.join(stale, "bundle"), "wb").write(b"left by an interrupted install")
     r = pull.install(dev, full, now=NOW + 10)
+    assert not os.path.exists(stale)
     assert r["changed"] and r["delta_used"] and r["source"] == full
     assert dev.repo().read_ref(BRANCH) == host.commits["2"]
     fsck_ok(dev)

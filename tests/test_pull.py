@@ -9,7 +9,7 @@ import pytest
 from crashharness import run_cli
 from deltakit import BRANCH, Host, clean, fsck_ok, make_device, start_server
 
-from updater import fs, httpfetch, pull, signature, summary
+from updater import bspatch, fs, httpfetch, pull, signature, summary
 from updater.errors import FetchError, FormatError, IntegrityError, SpaceError, TrustError
 from updater.host import keys as keys_mod
 from updater.objects import to_hex
@@ -338,3 +338,47 @@ def test_target_already_in_the_repository_moves_only_the_ref(world):
     assert not [p for _, p, _ in server.requests[before:] if "/deltas/" in p]
     assert dev.repo().read_ref(BRANCH) == host.commits["2"]
     fsck_ok(dev)
+
+
+@pytest.mark.parametrize("value", [-1000, 1 << 40])
+def test_malicious_control_block_in_a_signed_delta(world, value):
+    """Even a validly published delta (the key holder's mistake or compromise) cannot crash the patcher."""
+    from deltakit import rewrite_part
+
+    from updater import delta
+
+    host, server, dev = world
+    do_pull(dev)
+    advance(host, "2", part_size=1 << 20)
+    d = host.delta_dir("2", "1")
+
+    def corrupt(stream):
+        """Set the first x of the first bsdiff record's control block to ``value``."""
+        sb = delta.parse_superblock(open(os.path.join(d, "superblock"), "rb").read())
+        pos = [0]
+
+        def read(n):
+            pos[0] += n
+            return stream[pos[0] - n:pos[0]]
+
+        reader = delta.PartReader(read, sb.parts[0], "part")
+        while True:
+            op = reader.next_op()
+            if op.code == delta.OP_PATCH:
+                at = pos[0] - len(op.control)
+                return stream[:at] + bspatch.encode_int64(value) + stream[at + 8:]
+            if op.code == delta.OP_FILE:
+                reader.read(op.size)
+            elif op.code == delta.OP_RAWPATCH:
+                _, dl, el = bspatch.parse_control(op.control, 1 << 40, op.size)
+                reader.read(dl + el)
+
+    rewrite_part(d, 0, corrupt)
+    host.publish(now=NOW + 3)
+    with pytest.raises(FormatError, match="control tuple"):
+        do_pull(dev, allow_objects=False)
+    assert dev.repo().read_ref(BRANCH) == host.commits["1"]
+    fsck_ok(dev)
+    host.delta("2", "1")
+    host.publish(now=NOW + 4)
+    good_again(host, dev, "2")

@@ -327,8 +327,11 @@ def install(sysroot, bundle_path, progress=None, branch=None, have=None, now=Non
     applied exactly like a network pull (a fetcher over the copy; no single-object fallback)."""
 
     def run():
-        private = fs.temp_name(sysroot.tmp_dir, "bundle")
         fs.makedirs(sysroot.tmp_dir)
+        for name in fs.listdir(sysroot.tmp_dir):  # private copies left by an interrupted install
+            if name.startswith(fs.TMP_PREFIX + "bundle-"):
+                fs.remove_tree(fs.join(sysroot.tmp_dir, name))
+        private = fs.temp_name(sysroot.tmp_dir, "bundle")
         fs.mkdir(private, 0o700)
         try:
             copy = fs.join(private, "bundle")

@@ -13,7 +13,7 @@ from ..errors import UsageError
                       choices=("zlib", "xz")),
                   Opt("--part-size", "uncompressed bytes per part (default 32 MiB)", kind=int, metavar="N",
                       dest="part_size"),
-                  Opt("--max-bsdiff", "skip bsdiff when old + new exceed N bytes (memory; default 128 MiB)",
+                  Opt("--max-bsdiff", "skip bsdiff when old + new exceed N bytes (memory: about 16 x old; default 64 MiB)",
                       kind=int, metavar="N", dest="max_bsdiff"),
                   Opt("--jobs", "bsdiff worker processes (default: one per CPU)", kind=int, metavar="N")],
          state=True, host=True)

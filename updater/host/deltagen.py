@@ -26,7 +26,7 @@ from ..errors import ConfigError, NotFoundError, UsageError
 from ..objects import to_hex
 
 DEFAULT_PART_SIZE = 32 * 1024 * 1024
-DEFAULT_MAX_BSDIFF = 128 * 1024 * 1024
+DEFAULT_MAX_BSDIFF = 64 * 1024 * 1024  # bsdiff needs about 16 bytes per byte of the old file
 SIZE_SIMILARITY = 0.30
 XZ_DICT_MAX = 8 * 1024 * 1024  # decoder memory on the device is about the dictionary size
 COMPRESSED_MAGIC = (b"\xfd7zXZ\x00", b"BZh", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"\x5d\x00\x00")
