@@ -137,6 +137,36 @@ def write_env_medium(path, board, images):
     return h.hexdigest(), size
 
 
+def unit_env_image(board, env_file, unit_values, output):
+    """Another unit's env image from an existing one (``env_file``, e.g. IMAGE.env): the same
+    environment with ``unit_values`` set, written to ``output``; returns (sha256 hex, size).
+
+    For boards whose env lives in flash every unit shares the disk image: provision once, then
+    make one env image per unit with this (the contract variables cannot be changed here).
+    """
+    from .. import ubootenv
+
+    board = sysrootseed.load_board(board)
+    values = sysrootseed.check_unit_values(board, unit_values)
+    env = board.env
+    with open(env_file, "rb") as f:
+        copies = []
+        for off in env.offsets():
+            f.seek(off)
+            copies.append(f.read(env.size))
+    parsed = ubootenv.parse(copies, env.flags)
+    if not parsed.valid():
+        raise ConfigError("reading the env image %s: %s" % (env_file, parsed.problem()),
+                          "give an env image written by updater provision")
+    variables = dict(parsed.variables)
+    variables.update(values)
+    images = sysrootseed.env_images(board, variables)
+    tmp = "%s.tmp-%d" % (output, os.getpid())
+    written = write_env_medium(tmp, board, images)
+    os.replace(tmp, output)
+    return written
+
+
 def _env_record(board, seeded, where, path=None, written=None):
     env = board.env
     names = board.boot.vars
