@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 from updater import ubootenv
 from updater.host.diskimage import DiskImage, Partition, clamp_times
@@ -70,8 +71,10 @@ def os_tree(arch, version, broken=False):
     if not os.path.isdir(dest):
         parent = os.path.dirname(os.path.dirname(dest))
         for old in os.listdir(parent) if os.path.isdir(parent) else []:
-            if old != key:  # trees built from older sources
-                shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
+            # Trees built from older sources; an hour's grace for another run still using them.
+            path = os.path.join(parent, old)
+            if old != key and time.time() - os.stat(path).st_mtime > 3600:
+                shutil.rmtree(path, ignore_errors=True)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         tmp = dest + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -129,7 +129,7 @@ def build_tree(arch, version, dest, broken=False, initramfs=None):
     if os.path.exists(dest):
         raise FileExistsError("building the %s OS tree: %s already exists" % (version, dest))
     shutil.copytree(p["python"], dest, symlinks=True, ignore=shutil.ignore_patterns(".stamp"))
-    for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "run", "var", "sysroot", "mnt", "root",
+    for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "run", "var", "sysroot", "mnt/updates", "root",
               "boot", "etc", "usr/share/updater-qemu", "usr/lib/updater"):
         os.makedirs(os.path.join(dest, d), exist_ok=True)
     shutil.copy(p["busybox"], os.path.join(dest, "bin", "busybox"))

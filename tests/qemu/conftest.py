@@ -16,7 +16,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 if TOP not in sys.path:
     sys.path.insert(0, TOP)
 
-from qemu import guest, sysroot, vm  # noqa: E402
+from qemu import guest, server, sysroot, vm  # noqa: E402
 
 BOOT_TIMES = []
 
@@ -47,19 +47,44 @@ def rig(tmp_path, request):
                 pytest.skip(why)
             return sysroot.Device(arch, str(tmp_path / ("dev-%s" % arch)))
 
-        def vm(self, arch, flash, disks, name="vm"):
-            m = vm.VM(arch, flash, disks, str(tmp_path / "console.log"), name="%s:%s" % (request.node.name, name))
+        def vm(self, arch, flash, disks, name="vm", log="console.log"):
+            m = vm.VM(arch, flash, disks, str(tmp_path / log), name="%s:%s" % (request.node.name, name))
             self.vms.append(m)
             return m.start()
 
         def record(self, m, label=""):
             BOOT_TIMES.append("%s%s: %s" % (request.node.name, label, m.boot_times()))
 
+        def note(self, text):
+            BOOT_TIMES.append("%s: %s" % (request.node.name, text))
+
     r = Rig()
     yield r
     for m in r.vms:
         if m.proc and m.proc.poll() is None:
             m.kill()
+
+
+@pytest.fixture(scope="session")
+def provisioned(tmp_path_factory):
+    """Factory: per architecture (built once per session), a published repository with the
+    releases v1 and v2 (v1 -> v2 delta) and a device image provisioned with v1 by `updater
+    provision` (qemu/server.py); ``.fresh(dir)`` gives copies of its flash and disks for one VM."""
+    made = {}
+
+    def get(arch="arm64"):
+        why = _missing(arch)
+        if why:
+            pytest.skip(why)
+        if arch not in made:
+            base = str(tmp_path_factory.mktemp("release-%s" % arch))
+            rel = server.Release(arch, os.path.join(base, "server"))
+            rel.release("v1")
+            rel.release("v2")
+            made[arch] = server.DeviceImages(rel, "v1", os.path.join(base, "device"))
+        return made[arch]
+
+    return get
 
 
 def pytest_terminal_summary(terminalreporter):
