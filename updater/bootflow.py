@@ -105,6 +105,7 @@ def boot(sysroot, booted=None, health=True, say=None):
         result["events"].append("trial %s is healthy: it is now the known-good deployment" % booted)
         return result
     if booted == current:
+        result["events"].append("%s is the known-good deployment" % booted)
         if trial and (contract.get("count") or 0) >= 1:
             detail = "trial %s did not start (attempt %s of %s); running %s" % (
                 trial, contract.get("count"), contract.get("limit"), booted)

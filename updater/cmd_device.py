@@ -181,7 +181,11 @@ def cmd_boot(ctx, opts):
 
     def human(d):
         lines = ["Booted %s." % short(d["booted"]) if d["booted"] else "Booted deployment unknown."]
-        lines += d["events"]
+        for event in d["events"]:
+            for name in (d["booted"],):
+                if name:
+                    event = event.replace(name, short(name))
+            lines.append(event)
         return "\n".join(lines)
 
     ctx.emit(result, human)
