@@ -63,7 +63,12 @@ def sysroot_init(ctx, opts):
 def pull_text(d):
     if not d.get("changed"):
         return "%s is up to date at version %s (commit %s)." % (d["branch"], d["version"] or "-", d["commit"][:12])
-    how = "delta %s" % d["delta"][:12] if d["delta_used"] else "single objects"
+    if not d["delta_used"]:
+        how = "single objects" if d["objects_fetched"] else "objects already in the repository"
+    elif d["delta"].startswith("full-"):
+        how = "the full delta"
+    else:
+        how = "a delta from %s" % d["delta"][:12]
     lines = ["Pulled %s version %s (commit %s) using %s: %d bytes fetched%s, %d new objects."
              % (d["branch"], d["version"] or "-", d["commit"][:12], how, d["bytes_fetched"],
                 (", %d resumed from an earlier attempt" % d["bytes_resumed"]) if d["bytes_resumed"] else "",

@@ -297,7 +297,12 @@ def _locked(sysroot, lock, wait, notify, fn):
 def pull(sysroot, progress=None, fetcher=None, branch=None, have=None, now=None, lock=True, wait=True,
          notify=None, allow_objects=True, use_deltas=True, use_c=True, deadline_ms=DEFAULT_DEADLINE_MS,
          **fetch_opts):
-    """Pull the configured branch from [remote] url; returns a result dict (see docs/sysroot.md).
+    """Pull the configured branch from [remote] url; returns a result dict:
+
+    branch, commit (hex reached), version, previous (hex or None), changed (bool), source, delta
+    (name tried or None), delta_used (bool), delta_error (why the delta was abandoned for single
+    objects, or None), objects_fetched, new_objects, bytes_fetched (payload bytes received),
+    bytes_resumed (bytes of kept partial parts not fetched again).
 
     ``progress(done, total)``: bytes. ``have``: the commit the device runs (default: the branch
     ref). The sysroot lock is taken unless ``lock=False`` or this process already holds it. ``fetcher``: any
