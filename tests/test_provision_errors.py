@@ -198,3 +198,9 @@ def test_missing_repository_and_ref(src, tmp_path):
     with pytest.raises(NotFoundError, match="no-such-branch"):
         provision.provision_image("qemu-arm64", src.path, "qemu-arm64/no-such-branch", str(tmp_path / "x.img"))
     assert leftovers(tmp_path) == []
+
+
+def test_remote_the_device_cannot_fetch_from(cli, src, tmp_path):
+    r = provision_cli(cli, src, tmp_path / "x.img", "--ref", "qemu-arm64/stable", "--remote", "ftp://host/repo")
+    assert r.rc == 2 and "http://HOST[:PORT]/PATH or file:///PATH" in r.err
+    assert leftovers(tmp_path) == []

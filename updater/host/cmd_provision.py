@@ -41,8 +41,10 @@ def _human(d):
 
 
 @command("provision", "Build a flashable image (or fill a mounted root file system) for a board from a commit",
-         description="Writes IMAGE, IMAGE.bmap (bmaptool copy IMAGE DEST) and, for an env in flash, IMAGE.env.\n"
-                     "Same inputs and SOURCE_DATE_EPOCH (default: the commit time) give the same bytes.",
+         description="Needs --board NAME and --repo R (global options, accepted after the command too).\n"
+                     "Writes IMAGE, IMAGE.bmap (bmaptool copy IMAGE DEST) and, for an env in flash, IMAGE.env.\n"
+                     "Same inputs and SOURCE_DATE_EPOCH (default: the commit time) give the same bytes.\n"
+                     "Library and details: docs/provisioning.md.",
          options=[Opt("--ref", "branch, checksum or unique prefix of the commit to provision", required=True,
                       metavar="REV"),
                   Opt("--output", "the image file to write", metavar="IMAGE"),

@@ -230,6 +230,7 @@ def provision_image(board, repo, ref, output, size=None, unit_values=None, sourc
         raise UsageError("provisioning %s: the directory %s does not exist" % (output, out_dir))
     if os.path.isdir(output):
         raise UsageError("provisioning %s: it is a directory" % output, "give the path of the image file to write")
+    sysrootseed.check_remote(remote)
     inp = sysrootseed.check_inputs(board, repo, ref, key_pub, branch)
     board = inp.board
     sysrootseed.initial_env(board, sysrootseed.check_unit_values(board, unit_values), require_defaults=write_env)
@@ -384,6 +385,7 @@ def provision_target(board, repo, ref, target_dir, unit_values=None, source_date
     if present:
         raise UsageError("provisioning into %s: the directory is not empty (%s)" % (target_dir, ", ".join(sorted(present)[:5])),
                          "provision onto a freshly made file system")
+    sysrootseed.check_remote(remote)
     inp = sysrootseed.check_inputs(board, repo, ref, key_pub, branch)
     sysrootseed.initial_env(inp.board, sysrootseed.check_unit_values(inp.board, unit_values),
                             require_defaults=write_env and bool(env_output))

@@ -75,6 +75,12 @@ def read_keys(paths):
     return keys
 
 
+def check_remote(remote):
+    """The device's [remote] url must be one its fetchers speak (as ``updater init`` checks)."""
+    if remote and not (remote.startswith("http://") or remote.startswith("file:///")):
+        raise UsageError("provisioning: the remote must be http://HOST[:PORT]/PATH or file:///PATH, got '%s'" % remote)
+
+
 def check_inputs(board, repo_path, ref, key_paths=(), branch=None):
     """Inputs for provisioning ``ref`` of ``repo_path`` onto ``board``; raises on bad input."""
     board = load_board(board)
@@ -296,8 +302,7 @@ def seed(path, inp, remote="", unit_values=None, epoch=0, boot_cmd=None, progres
     if not fs.is_root():
         raise StorageError("provisioning a sysroot in %s: the repository keeps each file's owner as the commit "
                            "records it, which needs root" % path, "run as root, or under fakeroot")
-    if remote and not (remote.startswith("http://") or remote.startswith("https://") or remote.startswith("file:///")):
-        raise UsageError("provisioning: the remote must be http://HOST[:PORT]/PATH or file:///PATH, got '%s'" % remote)
+    check_remote(remote)
     board = inp.board
     unit = check_unit_values(board, unit_values)
     variables = initial_env(board, unit, require_defaults=write_env)
