@@ -64,11 +64,31 @@ def prepare(work, tars, delta):
     return root, old, ids[1]
 
 
-def choose(ops, budget):
+def area(op, root):
+    """What an operation touches, coarsely: repository tmp/objects/refs, a deployment being
+    built, the deploy directory, pull parts, state, boot contract (phase = kind + area)."""
+    kind, path = op.split(" ", 1)
+    rel = os.path.relpath(path, root).split("/")
+    if rel[:2] == ["updater", "repo"]:
+        where = "repo/" + (rel[2] if len(rel) > 2 else "")
+    elif rel[:2] == ["updater", "deploy"]:
+        where = "deploy/build" if len(rel) > 2 and rel[2].startswith(".tmp-") and len(rel) > 3 else "deploy"
+    elif rel[:2] == ["updater", "tmp"]:
+        where = "tmp"
+    else:
+        where = "/".join(r for r in rel[:2] if not r.startswith(".tmp-")) or "."
+        for name in ("state", "bootenv"):
+            if name in rel[-1]:
+                where = name
+    return kind if kind in ("sync", "write_at") else kind + " " + where
+
+
+def choose(ops, budget, root):
     n = len(ops)
     chosen = set(range(1, min(15, n) + 1)) | set(range(max(1, n - 14), n + 1))
+    phases = [area(op, root) for op in ops]
     for i in range(1, n):
-        if ops[i].split()[0] != ops[i - 1].split()[0]:
+        if phases[i] != phases[i - 1] and not (phases[i].split()[-1] == phases[i - 1].split()[-1] == "deploy/build"):
             chosen.add(i + 1)
     if len(chosen) < budget:
         step = max(1, n // (budget - len(chosen)))
@@ -83,6 +103,7 @@ def main():
     ap.add_argument("--delta", action="store_true", help="publish a static delta v1 -> v2 (slower to prepare)")
     ap.add_argument("--workdir", default=RESULTS)
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
     pair = dataset()
     tars = [without_special(os.path.join(pair, v + ".tar"), os.path.join(RESULTS, v + "-nodev.tar")) for v in ("v1", "v2")]
     work = os.path.join(args.workdir, "crash_bench")
@@ -103,7 +124,7 @@ def main():
     kinds = {}
     for op in ops:
         kinds[op.split()[0]] = kinds.get(op.split()[0], 0) + 1
-    points = list(range(1, len(ops) + 1)) if args.all else choose(ops, args.points)
+    points = list(range(1, len(ops) + 1)) if args.all else choose(ops, args.points, probe_dir)
     print("one upgrade = %d durable operations (%s); exercising %d of them%s" % (
         len(ops), ", ".join("%s %d" % (k, kinds[k]) for k in sorted(kinds)), len(points),
         "" if args.all else " (sampled: ends, phase boundaries, even spread)"))

@@ -130,17 +130,28 @@ def bad_objects(repo_path):
 class Device:
     """A sysroot with the file bootloader, and how to boot it the way U-Boot and init would."""
 
-    def __init__(self, path, cmdline, probe="boot/vmlinuz"):
+    def __init__(self, path, cmdline, probe="boot/vmlinuz", env_image=None, board=None):
         self.path = path
         self.cmdline = cmdline
         self.probe = probe  # the file U-Boot loads from a deployment (it "boots" if present)
         self.env = {"UPDATER_CMDLINE": cmdline}
+        # U-Boot devices: the env medium is an image file inside the sysroot (copied with it)
+        self.env_image = env_image
+        self.board = board
+        self.extra = ["--env-file", os.path.join(path, env_image)] if env_image else []
 
     def deploy_dir(self):
         return os.path.join(self.path, "updater", "deploy")
 
+    def bootloader(self):
+        if self.env_image:
+            from updater import board as board_mod
+
+            return bootloader.UBootBootloader(board_mod.load(self.board), env_file=os.path.join(self.path, self.env_image))
+        return bootloader.FileBootloader(os.path.join(self.path, bootloader.SYSROOT_FILE))
+
     def contract(self):
-        return bootloader.FileBootloader(os.path.join(self.path, bootloader.SYSROOT_FILE)).read()
+        return self.bootloader().read()
 
     def can_load(self, name):
         return os.path.isfile(os.path.join(self.deploy_dir(), name, self.probe))
@@ -148,18 +159,25 @@ class Device:
     def reboot(self):
         """One boot: the boot script picks (and counts), init mounts it, ``updater boot`` runs.
         Returns (deployment booted, result of updater boot)."""
-        bl = bootloader.FileBootloader(os.path.join(self.path, bootloader.SYSROOT_FILE))
-        name = bootloader.boot_once(bl, self.can_load)
+        fallback = None
+        text = os.path.join(self.path, "boot", "updater-env.txt")
+        if os.path.exists(text):
+            from updater import ubootenv
+
+            with open(text) as f:
+                values = ubootenv.parse_text(f.read())
+            fallback = {"current": values.get("upd_current"), "limit": values.get("upd_limit")}
+        name = bootloader.boot_once(self.bootloader(), self.can_load, fallback)
         with open(self.cmdline, "w") as f:
             f.write("console=ttyS0 updater.deployment=%s\n" % (name or ""))
-        rc, out, err = run_cli(["--sysroot", self.path, "boot", "--json"], self.env)
+        rc, out, err = run_cli(["--sysroot", self.path, "boot", "--json"] + self.extra, self.env)
         return name, (rc, out, err)
 
     def fsck(self):
         return run_cli(["--sysroot", self.path, "fsck"], self.env)
 
     def run(self, argv):
-        return run_cli(["--sysroot", self.path] + list(argv), self.env)
+        return run_cli(["--sysroot", self.path] + list(argv) + self.extra, self.env)
 
     def leftovers(self):
         out = [n for n in os.listdir(self.deploy_dir()) if n.startswith(fs.TMP_PREFIX)]

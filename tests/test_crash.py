@@ -44,7 +44,8 @@ def fresh(template, tag):
     os.makedirs(work)
     root = os.path.join(work, "sysroot")
     copy_tree(template["root"], root)
-    return Device(root, os.path.join(work, "cmdline"))
+    return Device(root, os.path.join(work, "cmdline"), env_image=template.get("env_image"),
+                  board=template.get("board"))
 
 
 def test_harness_counts_every_durable_operation(template):
@@ -59,16 +60,53 @@ def test_harness_counts_every_durable_operation(template):
     assert rc == CRASH_EXIT and len(ops2) == 3
 
 
-def test_deploy_killed_at_every_point(template):
-    argv = ["deploy", BRANCH]
+@pytest.fixture(scope="module")
+def uboot_template(tmp_path_factory):
+    """Like ``template`` on a U-Boot board with a redundant env (beaglebone-black: two copies on
+    eMMC, a flags counter): the boot selection is one write_at into the inactive copy."""
+    base = str(tmp_path_factory.mktemp("crash-uboot"))
+    root = os.path.join(base, "template")
+    branch = "beaglebone-black/stable"
+    Sysroot.create(root, DeviceConfig(board="beaglebone-black", bootloader="uboot", branch=branch, reserve=0))
+    image = os.path.join(root, "env.img")
+    with open(image, "wb") as f:
+        f.write(b"\0" * 0x2A0000)
+    rc, out, err = run_cli(["--board", "beaglebone-black", "env", "set", "--env-file", image, "--force", "upd_limit=3"])
+    assert rc == 0, err
+    dev = Device(root, os.path.join(base, "cmdline"), env_image="env.img", board="beaglebone-black")
+    repo = os.path.join(root, "updater", "repo")
+    rc, out, err = run_cli(["--repo", repo, "commit", sample(os.path.join(base, "v1"), "1"), "--branch", branch,
+                            "--version", "1", "--timestamp", "1000"])
+    assert rc == 0, err
+    rc, out, err = dev.run(["deploy", branch])
+    assert rc == 0, err
+    old, (rc, out, err) = dev.reboot()
+    assert rc == 0, err
+    rc, out, err = run_cli(["--repo", repo, "commit", sample(os.path.join(base, "v2"), "2"), "--branch", branch,
+                            "--version", "2", "--timestamp", "2000"])
+    assert rc == 0, err
+    return {"base": base, "root": root, "old": old, "new": out.split()[1], "env_image": "env.img",
+            "board": "beaglebone-black", "branch": branch}
+
+
+@pytest.mark.parametrize("which", ["file", "uboot"])
+def test_deploy_killed_at_every_point(which, request):
+    template = request.getfixturevalue("template" if which == "file" else "uboot_template")
+    argv = ["deploy", template.get("branch", BRANCH)]
+    _every_point(template, argv)
+
+
+def _every_point(template, argv):
     probe = fresh(template, "probe")
-    rc, ops = run_killed_at(["--sysroot", probe.path] + argv, 0, probe.env)
+    rc, ops = run_killed_at(["--sysroot", probe.path] + argv + probe.extra, 0, probe.env)
     assert rc == 0
     assert len(ops) >= 30
+    if template.get("env_image"):  # the boot selection: one in-place write of the inactive env copy
+        assert [op.split()[0] for op in ops].count("write_at") == 1, ops
     failures = []
     for k in range(1, len(ops) + 1):
         dev = fresh(template, "k")
-        rc, seen = run_killed_at(["--sysroot", dev.path] + argv, k, dev.env)
+        rc, seen = run_killed_at(["--sysroot", dev.path] + argv + dev.extra, k, dev.env)
         assert rc == CRASH_EXIT, "deploy was not killed at point %d (%s): exit %d" % (k, ops[k - 1], rc)
         problems = dev.check_after_crash(argv, template["old"], template["new"])
         if problems:

@@ -370,3 +370,77 @@ def test_cmdline_parsing():
     assert booted_from_cmdline(b"root=/dev/vda1") is None
     assert booted_from_cmdline(b"updater.deployment=../x") is None
     assert booted_from_cmdline(b"updater.deployment=") is None
+
+
+def test_uboot_device_keeps_a_fallback_for_a_lost_environment(tmp_path):
+    """U-Boot backend: staging is one env write; boot/updater-env.txt names the known-good
+    deployment so boot.cmd can still boot when both env copies are lost; `boot` then reports
+    the lost environment and writes a whole one again with the running deployment as known-good."""
+    from updater import bootloader, ubootenv
+
+    dev = make_device(str(tmp_path), board="beaglebone-black", bootloader="uboot")
+    image = os.path.join(dev.path, "env.img")
+    with open(image, "wb") as f:
+        f.write(b"\0" * 0x2A0000)
+    rc, out, err = run_cli(["--board", "beaglebone-black", "env", "set", "--env-file", image, "--force", "upd_limit=3"])
+    assert rc == 0, err
+    dev.env_image, dev.board, dev.extra = "env.img", "beaglebone-black", ["--env-file", image]
+    branch = "beaglebone-black/stable"
+    commit(dev, sample(str(tmp_path / "v1"), "1"), "1", branch=branch)
+    rc, d, err = jrun(dev, "deploy", branch)
+    assert rc == 0, err
+    v1 = d["deployment"]
+    with open(os.path.join(dev.path, "boot", "updater-env.txt")) as f:
+        text = ubootenv.parse_text(f.read())
+    assert text["upd_current"] == v1 and text["upd_kernel"] == "boot/vmlinuz"
+    dev.reboot()
+    commit(dev, sample(str(tmp_path / "v2"), "2"), "2", branch=branch)
+    rc, d, err = jrun(dev, "deploy", branch)
+    assert rc == 0, err
+    assert dev.contract()["trial"] == d["deployment"]
+    booted, (rc, out, err) = dev.reboot()
+    assert booted == d["deployment"] and rc == 0, err
+    with open(os.path.join(dev.path, "boot", "updater-env.txt")) as f:
+        assert ubootenv.parse_text(f.read())["upd_current"] == booted
+    with open(image, "r+b") as f:  # both copies lost
+        f.seek(0x260000)
+        f.write(b"\0" * 0x40000)
+    assert not dev.contract()["env_ok"]
+    name, (rc, out, err) = dev.reboot()  # boot.cmd imports upd_current from the fallback file
+    assert name == booted
+    result = json.loads(out)
+    assert rc == 0 and result["action"] == "env-repaired", out
+    assert any("unusable" in e for e in result["events"])
+    contract = dev.contract()
+    assert contract["env_ok"] and contract["current"] == booted and not contract["trial"]
+    rc, st, err = jrun(dev, "status")
+    assert st["boot_history"][-1]["event"] in ("env-repaired", "booted")
+    assert dev.run(["deploy", branch])[0] == 0
+
+
+def test_two_upgrades_at_once_over_a_remote(tmp_path):
+    """Two `upgrade` processes on one device: one deploys, the other waits, then finds it staged."""
+    base = str(tmp_path)
+    srv, key = os.path.join(base, "server"), os.path.join(base, "key")
+    for argv in (["keygen", "--out", key], ["--repo", srv, "init", "--mode", "bare"]):
+        assert run_cli(argv)[0] == 0
+    dev = make_device(base)
+    rc, out, err = run_cli(["--sysroot", dev.path, "init", "--remote", "file://" + srv, "--branch", BRANCH,
+                            "--trust", key + ".pub"])
+    assert rc == 0, err
+    for v in ("1", "2"):
+        assert run_cli(["--repo", srv, "commit", sample(os.path.join(base, "v" + v), v), "--branch", BRANCH,
+                        "--version", v, "--timestamp", str(1000 * int(v))])[0] == 0
+        assert run_cli(["--repo", srv, "publish", "--key", key])[0] == 0
+        if v == "1":
+            assert dev.run(["upgrade"])[0] == 0
+            dev.reboot()
+    env = dict(os.environ, UPDATER_CMDLINE=dev.cmdline, PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "updater", "--sysroot", dev.path, "upgrade", "--json"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [p.communicate() + (p.returncode,) for p in procs]
+    assert [r[2] for r in results] == [0, 0], results
+    docs = [json.loads(r[0]) for r in results]
+    assert sorted(bool(d["deploy"]) for d in docs) == [False, True]
+    assert [d["up_to_date"] for d in docs if not d["deploy"]] == ["staged"]
+    assert len(deployed(dev)) == 2 and dev.fsck()[0] == 0

@@ -14,10 +14,16 @@ VERIFY = Opt("--verify", "re-hash before linking: 'new' objects (those the runni
              "use) or 'all' (default: the device configuration, else new)", choices=("new", "all"))
 
 
+ENV_FILE = Opt("--env-file", "U-Boot devices: use this image file as the board's env medium (same offsets; "
+               "provisioning on a host)", metavar="PATH")
+
+
 def _sysroot(ctx):
     from .sysroot import Sysroot
 
-    return Sysroot.open(ctx.sysroot_path())
+    sysroot = Sysroot.open(ctx.sysroot_path())
+    sysroot.env_file = ctx.opts.get("env_file")
+    return sysroot
 
 
 def _locked(ctx, sysroot):
@@ -59,7 +65,7 @@ def deploy_text(d):
 
 @command("deploy", "Build a deployment of a commit and stage it for the next boot",
          args=[Arg("REV", "branch, checksum or unique prefix in the sysroot's repository")],
-         options=[VERIFY], state=True)
+         options=[VERIFY, ENV_FILE], state=True)
 def cmd_deploy(ctx, opts):
     from . import deploy as deploy_mod
 
@@ -71,7 +77,8 @@ def cmd_deploy(ctx, opts):
     ctx.emit(result, deploy_text)
 
 
-@command("upgrade", "Pull the newest commit of the configured branch and deploy it", options=[VERIFY], state=True)
+@command("upgrade", "Pull the newest commit of the configured branch and deploy it", options=[VERIFY, ENV_FILE],
+         state=True)
 def cmd_upgrade(ctx, opts):
     from . import deploy as deploy_mod
     from . import pull as pull_mod
@@ -134,7 +141,8 @@ def status_text(d):
     return "\n".join(lines)
 
 
-@command("status", "Show the deployments: running, known-good, staged, rollback target, disk use", state=True)
+@command("status", "Show the deployments: running, known-good, staged, rollback target, disk use",
+         options=[ENV_FILE], state=True)
 def cmd_status(ctx, opts):
     from . import deployments
 
@@ -142,7 +150,8 @@ def cmd_status(ctx, opts):
     ctx.emit(deployments.status(sysroot, sysroot.booted()), status_text)
 
 
-@command("rollback", "Cancel a staged update, or stage the previous deployment for the next boot", state=True)
+@command("rollback", "Cancel a staged update, or stage the previous deployment for the next boot",
+         options=[ENV_FILE], state=True)
 def cmd_rollback(ctx, opts):
     from . import bootflow
 
@@ -158,7 +167,7 @@ def cmd_rollback(ctx, opts):
     ctx.emit(result, human)
 
 
-@command("mark-good", "Confirm the running deployment after a healthy boot", state=True)
+@command("mark-good", "Confirm the running deployment after a healthy boot", options=[ENV_FILE], state=True)
 def cmd_mark_good(ctx, opts):
     from . import bootflow
 
@@ -170,7 +179,8 @@ def cmd_mark_good(ctx, opts):
 
 
 @command("boot", "Early-boot step: clean up interrupted work, record fallbacks, run health checks, mark good",
-         options=[Opt("--skip-health-checks", "mark a trial good without running the health-check hooks", flag=True)],
+         options=[Opt("--skip-health-checks", "mark a trial good without running the health-check hooks", flag=True),
+                  ENV_FILE],
          state=True)
 def cmd_boot(ctx, opts):
     from . import bootflow

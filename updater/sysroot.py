@@ -135,6 +135,7 @@ class Sysroot:
         self.tmp_dir = fs.join(self.dir, "tmp")
         self._repo = None
         self._config = None
+        self.env_file = None  # --env-file: an image standing for the board's env medium (host provisioning)
 
     @staticmethod
     def create(path, config, keys=None, repo_mode=None):
@@ -191,7 +192,7 @@ class Sysroot:
         """The boot-selection backend the device configuration names (updater.bootloader)."""
         from . import bootloader
 
-        return bootloader.for_sysroot(self.path, self.config(), board, env_file)
+        return bootloader.for_sysroot(self.path, self.config(), board, env_file or self.env_file)
 
     def deployment_path(self, name):
         return fs.join(self.deploy_dir, name)
