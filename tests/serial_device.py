@@ -26,20 +26,26 @@ def test_installer(sysroot, say=None):
     def install(path, progress):
         import hashlib
 
-        data = fs.read_bytes(path)
-        if not data.startswith(MAGIC):
+        size = fs.stat(path).size
+        head = fs.read_at(path, 0, min(size, 200))
+        if not head.startswith(MAGIC) or head.count(b"\n") < 2:
             raise IntegrityError("installing %s: not a bundle (bad magic)" % path, "push a bundle made by updater bundle")
-        head, rest = data[len(MAGIC):].split(b"\n", 1)
-        digest, body = rest.split(b"\n", 1)
-        board = sysroot.config().board
-        if head.decode() != board:
-            raise TrustError("installing %s: the bundle is for board %s, this device is %s" % (path, head.decode(), board),
-                             "push the bundle built for %s" % board)
-        got = "".join("%02x" % b for b in hashlib.sha256(body).digest())
+        board, digest, _ = head[len(MAGIC):].split(b"\n", 2)
+        mine = sysroot.config().board
+        if board.decode() != mine:
+            raise TrustError("installing %s: the bundle is for board %s, this device is %s" % (path, board.decode(), mine),
+                             "push the bundle built for %s" % mine)
+        h = hashlib.sha256()
+        offset = len(MAGIC) + len(board) + len(digest) + 2
+        while offset < size:  # streamed: a small device has little memory
+            chunk = fs.read_at(path, offset, min(65536, size - offset))
+            h.update(chunk)
+            offset += len(chunk)
+            progress(offset, size)
+        got = "".join("%02x" % b for b in h.digest())
         if got != digest.decode():
             raise IntegrityError("installing %s: content does not match its checksum" % path,
                                  "the bundle was damaged or tampered with: get a fresh copy")
-        progress(len(body), len(body))
         fs.write_atomic(fs.join(sysroot.dir, "test-installed"), digest)
         return {"deployment": digest.decode()[:12] + ".0", "staged": True}
 

@@ -122,7 +122,9 @@ class Relay(threading.Thread):
                         continue
                     n = len(pend)
                     if self.rate:
-                        self.tokens[way] = min(self.tokens[way] + dt * self.rate, self.rate * 0.02 + 64)
+                        # a UART keeps sending from its FIFO while this thread waits for the GIL:
+                        # up to 0.1 s of line time is made up for, never more than was queued
+                        self.tokens[way] = min(self.tokens[way] + dt * self.rate, self.rate * 0.1, len(pend))
                         n = min(n, int(self.tokens[way]))
                     if n <= 0:
                         continue

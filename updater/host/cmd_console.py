@@ -166,7 +166,8 @@ def cmd_push(ctx, opts):
     doc = push(lambda: open_console(opts), opts.bundle, device_cmd=opts.device_cmd, login=login, password=password,
                encoding=opts.encoding, frame=opts.frame, window=opts.window, timeout=opts.timeout,
                line_timeout=opts.line_timeout, receive_args=opts.receive_args, progress=report, notify=ctx.say)
-    report.finish()
+    if hasattr(report, "finish"):
+        report.finish()
     return _show_result(ctx, doc)
 
 

@@ -229,7 +229,8 @@ class Console:
         leaves its prompt unchanged; a running receiver ignores it. Returns the classify() word.
         """
         self.mark()
-        self.settle(quiet=listen, limit=listen * 2)
+        if listen:
+            self.settle(quiet=listen, limit=listen * 2)
         state = self.who()
         keys = [b"\x03", b"\r"]
         deadline = time.monotonic() + timeout
@@ -238,7 +239,7 @@ class Console:
             self.mark()
             self.write(keys[i % 2])
             i += 1
-            self.settle(quiet=0.4, limit=1.5)
+            self.settle(quiet=0.3, limit=1.5)
             state = self.who()
         return state
 
@@ -253,9 +254,12 @@ class Console:
                           "(--baud, now %d)" % self.baud)
 
     # --- the shell ---------------------------------------------------------------------------
-    def reach_shell(self, login=None, password=None, timeout=10.0):
-        """Get to a shell prompt (logging in if asked); FetchError naming what answered instead."""
-        state = self.probe(timeout)
+    def reach_shell(self, login=None, password=None, timeout=10.0, listen=0.5):
+        """Get to a shell prompt (logging in if asked); FetchError naming what answered instead.
+
+        ``listen``: seconds to listen before sending anything (0 when the caller just did).
+        """
+        state = self.probe(timeout, listen)
         for _ in range(4):
             if state == "shell":
                 return

@@ -35,7 +35,7 @@ def start_receiver(con, device_cmd, login, password, encoding, receive_args, tim
     """Make sure an ``updater receive`` is listening on the console (``wait``: for the shell)."""
     if listen_for_receiver(con):
         return "running"
-    con.reach_shell(login, password, timeout=wait)
+    con.reach_shell(login, password, timeout=wait, listen=0)
     cmd = "%s receive" % device_cmd
     if encoding != "raw":
         cmd += " --encoding " + encoding
