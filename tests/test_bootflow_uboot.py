@@ -138,3 +138,21 @@ def test_boot_reports_but_does_not_touch_a_torn_env_when_the_running_deployment_
     assert not result["ok"] and result["action"] == "env-problem"
     assert "not rewritten" in " ".join(result["events"])
     assert bytes(device.medium.buf) == before
+
+
+def test_boot_removes_a_built_but_unstaged_deployment_and_says_so(device):
+    """A cut after the deployment was renamed into place but before the env write: the record
+    is still "pending" and the env does not name it; `updater boot` removes it (and does not
+    adopt the directory it just removed)."""
+    a = deploy.deploy(device, device.commits["1"])["deployment"]
+    b = deploy.deploy(device, device.commits["2"], booted=a)["deployment"]
+    device.bootloader().write({"trial": ""})
+    state = device.load_state()
+    state["deployments"][b]["state"] = "pending"
+    device.save_state(state)
+    result = bootflow.boot(device, booted=a)
+    assert result["ok"], result
+    assert "removed deployment %s: an interrupted deploy built it but never staged it" % b in result["events"]
+    assert not [e for e in result["events"] if "adopted" in e], result["events"]
+    assert not os.path.exists(device.deployment_path(b))
+    assert b not in device.load_state()["deployments"]

@@ -50,6 +50,29 @@ def run_health_checks(commands, booted, say):
     return out
 
 
+def cleanup_events(cleaned, reconciled):
+    """Plain-word lines for what clean_interrupted and reconcile found after an interruption."""
+    out = []
+    if cleaned.get("deploy_tmp"):
+        out.append("removed %d half-built deployment(s) left by an interrupted deploy" % cleaned["deploy_tmp"])
+    temps = (cleaned.get("repo_tmp") or 0) + (cleaned.get("sysroot_tmp") or 0)
+    if temps:
+        out.append("removed %d temporary file(s) left by an interrupted pull or deploy" % temps)
+    for name in reconciled["removed"]:
+        out.append("removed deployment %s: an interrupted deploy built it but never staged it" % name)
+    for name in reconciled["finished"]:
+        out.append("deployment %s was staged just before an interruption; it is ready" % name)
+    for name in reconciled["adopted"]:
+        out.append("found deployment %s without a record and adopted it" % name)
+    for name in reconciled["dropped"]:
+        if name not in reconciled["missing"]:
+            out.append("forgot deployment %s: its directory is gone (an interrupted deploy never finished it, "
+                       "or it was removed by hand)" % name)
+    for name in reconciled["missing"]:
+        out.append("the boot selection names deployment %s, which is missing" % name)
+    return out
+
+
 def boot(sysroot, booted=None, health=True, say=None):
     """The early-boot step; returns a result dict with "ok". The caller holds the sysroot lock."""
     say = say or (lambda text: None)
@@ -60,8 +83,7 @@ def boot(sysroot, booted=None, health=True, say=None):
     contract = bl.read()
     state = sysroot.load_state()
     result["reconciled"] = deployments.reconcile(sysroot, state, contract)
-    for name in result["reconciled"]["missing"]:
-        result["events"].append("the boot selection names deployment %s, which is missing" % name)
+    result["events"] += cleanup_events(result["cleaned"], result["reconciled"])
     if not contract.get("env_ok", True):
         if not _repair_env(sysroot, bl, state, booted, contract.get("problem"), result):
             add_history(state, "env-problem", booted, str(contract.get("problem")))

@@ -14,8 +14,10 @@ Order (each step durable before the next; docs/sysroot.md, "Deploying"):
    deployment (etcmerge);
 5. one syncfs for everything written, record NAME as "pending" in the state, rename
    .tmp-NAME to NAME (the deployment appears complete or not at all), fsync the directory;
-6. stage it: ONE boot-selection write (trial = NAME, count = 0; on an empty device
-   current = NAME, after boot/updater-env.txt), then the record becomes "ready".
+6. a second syncfs, so the rename is written in place and not only in the ext4 journal
+   (U-Boot's ext4 reader does not replay the journal: after a power cut it would not find
+   NAME), then stage it: ONE boot-selection write (trial = NAME, count = 0; on an empty
+   device current = NAME, after boot/updater-env.txt), then the record becomes "ready".
 A crash anywhere leaves either the old selection (the new directory, if any, is removed or
 kept unstaged by the next run) or the new one pointing at a complete deployment.
 """
@@ -152,7 +154,10 @@ def write_fallback(sysroot, current):
 
     Written durably BEFORE every env write that makes ``current`` the known-good deployment: on
     a single-copy env a power cut during that write leaves U-Boot on its defaults, and this file
-    is then what boots the device (the new known-good deployment, already proven or first)."""
+    is then what boots the device (the new known-good deployment, already proven or first).
+    "Durably" includes a syncfs: U-Boot's ext4 reader does not replay the journal, so a file
+    that is only fsync'd (its rename committed to the journal, not yet written in place) is
+    read in its OLD version by U-Boot after a power cut (seen under QEMU, tests/qemu)."""
     config = sysroot.config()
     if config.bootloader != "uboot" or not current:
         return
@@ -169,6 +174,7 @@ def write_fallback(sysroot, current):
     path = fs.join(sysroot.path, FALLBACK_FILE)
     fs.makedirs(fs.dirname(path))
     fs.write_atomic(path, format_text(lines).encode())
+    fs.sync_fs(path)  # in place for U-Boot, which reads ext4 without replaying the journal
 
 
 def read_fallback(sysroot):
@@ -244,6 +250,9 @@ def deploy(sysroot, commit_id, progress=None, verify=None, booted=None, say=None
     fs.fsync_dir(sysroot.deploy_dir)
     first = not contract.get("current")
     if stage:
+        # U-Boot reads ext4 without replaying its journal: after a power cut it sees only what
+        # was written in place, and an fsync'd rename may still live in the journal alone.
+        fs.sync_fs(sysroot.deploy_dir)
         limit = attempt_limit(sysroot)
         if first:
             write_fallback(sysroot, name)  # before the env write: it boots the device if that write is torn

@@ -156,7 +156,7 @@ def reconcile(sysroot, state, contract):
                 del recs[name]
                 out["removed"].append(name)
     for name in names:
-        if name not in recs:
+        if name not in recs and name not in out["removed"]:
             recs[name] = {"commit": parse_name(name)[0], "seq": 0, "created": 0, "state": READY,
                           "adopted": True}
             out["adopted"].append(name)
