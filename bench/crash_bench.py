@@ -116,7 +116,8 @@ def main():
     argv = ["upgrade"]
     probe_dir = os.path.join(work, "probe")
     copy_tree(template, probe_dir, link=True)
-    dev = Device(probe_dir, os.path.join(work, "probe-cmdline"), PROBE)
+    dev = Device(probe_dir, os.path.join(probe_dir, "cmdline"), PROBE)
+    dev.running(old)
     rc, ops = run_killed_at(["--sysroot", dev.path] + argv, 0, dev.env)
     if rc != 0:
         raise SystemExit("bench: the upgrade itself failed (%d)" % rc)
@@ -134,7 +135,8 @@ def main():
         path = os.path.join(work, "run")
         shutil.rmtree(path, ignore_errors=True)
         copy_tree(template, path, link=True)
-        dev = Device(path, os.path.join(work, "run-cmdline"), PROBE)
+        dev = Device(path, os.path.join(path, "cmdline"), PROBE)
+        dev.running(old)
         rc, seen = run_killed_at(["--sysroot", dev.path] + argv, k, dev.env)
         if rc != CRASH_EXIT:
             failures.append("point %d: the upgrade was not killed (exit %d)" % (k, rc))

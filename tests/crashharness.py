@@ -140,6 +140,11 @@ class Device:
         self.board = board
         self.extra = ["--env-file", os.path.join(path, env_image)] if env_image else []
 
+    def running(self, name):
+        """Say (on the simulated kernel command line) that deployment ``name`` is running."""
+        with open(self.cmdline, "w") as f:
+            f.write("console=ttyS0 updater.deployment=%s\n" % name)
+
     def deploy_dir(self):
         return os.path.join(self.path, "updater", "deploy")
 

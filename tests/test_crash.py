@@ -44,8 +44,10 @@ def fresh(template, tag):
     os.makedirs(work)
     root = os.path.join(work, "sysroot")
     copy_tree(template["root"], root)
-    return Device(root, os.path.join(work, "cmdline"), env_image=template.get("env_image"),
-                  board=template.get("board"))
+    dev = Device(root, os.path.join(work, "cmdline"), env_image=template.get("env_image"),
+                 board=template.get("board"))
+    dev.running(template["old"])  # the device runs the old deployment when the update starts
+    return dev
 
 
 def test_harness_counts_every_durable_operation(template):

@@ -301,6 +301,8 @@ def commit_of(name):
 def is_up_to_date(sysroot, commit_id, contract, booted):
     """'booted' or 'staged' if ``commit_id`` already runs or waits for its trial boot, else None."""
     hexid = to_hex(commit_id)
+    if booted and not fs.is_dir(sysroot.deployment_path(booted)):
+        booted = None  # a stale name (e.g. a test's command line): trust only what is on disk
     if booted and commit_of(booted) == hexid and not contract.get("trial"):
         return "booted"
     if contract.get("trial") and commit_of(contract.get("trial")) == hexid:
