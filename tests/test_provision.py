@@ -100,7 +100,7 @@ def test_sysroot_file_system_passes_e2fsck_and_has_the_layout(image):
     dev = part_device(image["image"], 2048)
     res = subprocess.run(["e2fsck", "-fn", dev], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
-    assert ls(dev, "/") == ["boot", "lost+found", "updater"]
+    assert ls(dev, "/") == ["boot", "boot.scr", "lost+found", "updater"]
     assert ls(dev, "/boot") == ["boot.scr", "updater-env.txt"]
     assert ls(dev, "/updater") == ["config", "deploy", "keys", "repo", "state", "tmp", "var"]
     assert ls(dev, "/updater/deploy") == [image["deployment"]]
@@ -112,6 +112,7 @@ def test_sysroot_file_system_passes_e2fsck_and_has_the_layout(image):
     assert cat(dev, "/updater/repo/refs/heads/qemu-arm64/stable").decode().strip() == image["commit"]
     scr = cat(dev, "/boot/boot.scr")
     assert scr[:4] == b"\x27\x05\x19\x56" and b"updater: boot script" in scr
+    assert cat(dev, "/boot.scr") == scr  # the second copy distro_bootcmd finds first
     assert "upd_current=%s" % image["deployment"] in cat(dev, "/boot/updater-env.txt").decode()
 
 

@@ -57,7 +57,7 @@ def test_provisioned_image_boots_its_first_deployment(tmp_path, arch, board):
     try:
         m.start()
         m.expect(r"U-Boot 2023", 30, mark="u-boot")
-        m.expect(r"Found U-Boot script /boot/boot\.scr", 30, mark="boot.scr")
+        m.expect(r"Found U-Boot script /boot\.scr", 30, mark="boot.scr")
         m.expect(r"updater: booting %s" % re.escape(name), 30, mark="script chose the deployment")
         m.expect(r"Starting kernel", 30, mark="kernel")
         m.expect(r"updater-init: booting deployment %s" % re.escape(name), 90, mark="early boot")

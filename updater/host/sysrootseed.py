@@ -14,7 +14,7 @@ Steps (each its own function, in the order ``seed`` runs them):
    boot contract backed by an in-memory copy of the board's env medium, which first receives the
    initial environment (the board's U-Boot defaults plus the per-unit values);
 4. ``boot/boot.scr`` compiled from bootloader-scripts/boot.cmd with ``mkimage`` (SOURCE_DATE_EPOCH
-   fixes its time stamp);
+   fixes its time stamp), and an identical ``/boot.scr`` (distro_bootcmd's first choice);
 5. every time in the state map and every file time set to the epoch (reproducible bytes).
 
 Needs root (or fakeroot): the repository keeps each file's owner as the commit records it.
@@ -34,6 +34,7 @@ from ..sysroot import DeviceConfig, Sysroot, parse_public_key
 from .diskimage import clamp_times
 
 BOOT_SCRIPT = "boot/boot.scr"
+BOOT_SCRIPT_COPY = "boot.scr"
 MKIMAGE_ARCH = {"arm64": "arm64", "arm": "arm"}
 _STATE_TIME_KEYS = ("created", "good", "failed", "time")
 _CHUNK = 1 << 20
@@ -328,6 +329,9 @@ def seed(path, inp, remote="", unit_values=None, epoch=0, boot_cmd=None, progres
         restore()
     fs.makedirs(os.path.join(path, "boot"))
     compile_boot_script(board.arch, os.path.join(path, BOOT_SCRIPT), boot_cmd, epoch)
+    # A second identical copy: distro_bootcmd tries /boot.scr, then /boot/boot.scr, and skips a
+    # copy that fails its CRC (bootloader-scripts/README.md, "What the other parts must provide").
+    shutil.copyfile(os.path.join(path, BOOT_SCRIPT), os.path.join(path, BOOT_SCRIPT_COPY))
     clamp_state_times(root, epoch)
     fs.clean_temps(root.tmp_dir)
     clamp_times(path, epoch)
