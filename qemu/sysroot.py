@@ -1,7 +1,9 @@
 """Assemble a device for the QEMU tests: OS trees, a sysroot, its disk image and the env flash.
 
-Until ``updater provision`` exists the sysroot is built here with the repository commands
-(``updater --repo R init/commit/checkout``) and by hand, following docs/architecture.md:
+Scenarios 1, 2, 4 and 5 boot images made by ``updater provision`` (qemu/server.py). Scenario 3
+and the bad-input cases need states provisioning does not make (a trial staged without an
+upgrade, a broken build, damaged files), so their sysroot is built here with the repository
+commands (``updater --repo R init/commit/checkout``) and by hand, following docs/architecture.md:
 
     SYSROOT/boot/boot.scr, SYSROOT/boot.scr   the compiled boot script (two copies: distro_bootcmd
                                               tries /boot.scr first, then /boot/boot.scr)

@@ -3,7 +3,8 @@ the same rules: ``mark_good``, ``rollback``.
 
 ``boot`` (docs/sysroot.md, "At every boot"):
 1. finish or clean up interrupted work: half-built deployments (deploy/.tmp-*), repository and
-   sysroot temp files, state records of deployments that never became visible;
+   sysroot temp files, state records of deployments that never became visible; on U-Boot
+   devices check both boot script copies and restore a missing or damaged one (bootscript);
 2. read the boot contract; an unusable boot environment (U-Boot then ran on its defaults and
    booted what boot/updater-env.txt names) is rewritten from the board's defaults with the
    running deployment as the known-good one, and reported; with the running deployment
@@ -84,6 +85,10 @@ def boot(sysroot, booted=None, health=True, say=None):
     state = sysroot.load_state()
     result["reconciled"] = deployments.reconcile(sysroot, state, contract)
     result["events"] += cleanup_events(result["cleaned"], result["reconciled"])
+    if sysroot.config().bootloader == "uboot":
+        from . import bootscript
+
+        result["events"] += bootscript.check_and_restore(sysroot.path)
     if not contract.get("env_ok", True):
         if not _repair_env(sysroot, bl, state, booted, contract.get("problem"), result):
             add_history(state, "env-problem", booted, str(contract.get("problem")))

@@ -67,9 +67,10 @@ def rig(tmp_path, request):
 
 @pytest.fixture(scope="session")
 def provisioned(tmp_path_factory):
-    """Factory: per architecture (built once per session), a published repository with the
-    releases v1 and v2 (v1 -> v2 delta) and a device image provisioned with v1 by `updater
-    provision` (qemu/server.py); ``.fresh(dir)`` gives copies of its flash and disks for one VM."""
+    """Factory: per architecture (built once per session), a published repository and a device
+    image provisioned with v1 by `updater provision` (qemu/server.py); on arm64 the repository
+    also has v2 (with a v1 -> v2 delta) on an "updates" disk for the in-guest upgrades.
+    ``.fresh(dir)`` gives copies of its flash and disks for one VM."""
     made = {}
 
     def get(arch="arm64"):
@@ -77,11 +78,13 @@ def provisioned(tmp_path_factory):
         if why:
             pytest.skip(why)
         if arch not in made:
+            upgrades = arch == "arm64"
             base = str(tmp_path_factory.mktemp("release-%s" % arch))
             rel = server.Release(arch, os.path.join(base, "server"))
             rel.release("v1")
-            rel.release("v2")
-            made[arch] = server.DeviceImages(rel, "v1", os.path.join(base, "device"))
+            if upgrades:
+                rel.release("v2")
+            made[arch] = server.DeviceImages(rel, "v1", os.path.join(base, "device"), with_updates=upgrades)
         return made[arch]
 
     return get

@@ -1,8 +1,11 @@
 """Scenarios 1, 3 and 5 of the QEMU issue, and the bad-input cases of U-Boot's path.
 
-Each test assembles a sysroot (repository + deployments made with the repository commands),
-its GPT disk image and the env flash bank, boots real U-Boot + Debian's ARM kernel under QEMU,
-and talks to the console through pyserial's socket:// transport.
+Scenarios 1 and 5 boot an image made by `updater provision` (qemu/server.py). Scenario 3 and
+the bad-input cases need states provisioning does not make (a staged trial, a broken build, a
+damaged file), so they assemble the sysroot by hand (qemu/sysroot.py: repository commands,
+checkouts with /etc copied, the env flash written from the board's default env + the contract).
+Each boots real U-Boot + Debian's ARM kernel under QEMU and talks to the console through
+pyserial's socket:// transport.
 """
 
 import json
@@ -43,10 +46,26 @@ def make(rig, tmp_path, arch, versions, current, trial=None, env=None, edit=None
 
 
 def wait_ready(m, version, name, timeout=90):
+    """Wait for the OS init of ``name`` and its shell; returns what `updater boot` said there."""
     m.expect(r"UPDATER-QEMU: init version=%s deployment=%s" % (re.escape(version), re.escape(name)),
              timeout, mark="init %s" % version)
+    start = m.cursor
+    _, done = m.expect(r"UPDATER-QEMU: (updater boot exit=\d+|updater boot not available)", timeout)
+    with m.lock:
+        said = m.buf[start:done.start()].decode("utf-8", "replace").replace("\r", "")
     m.expect(r"UPDATER-QEMU: ready", timeout, mark="ready")
     m.expect(r"guest# ", timeout, mark="shell")
+    return said
+
+
+def said_plainly(said, *patterns):
+    """Assert the guest-side `updater boot` reported each pattern (regex) in its output."""
+    for pattern in patterns:
+        assert re.search(pattern, said), "updater boot did not say %r; it said:\n%s" % (pattern, said)
+
+
+def short(name):
+    return re.escape(name[:12]) + r"\S*"
 
 
 def guest_env(m, arch, *names):
@@ -68,13 +87,16 @@ def check_booted(m, arch, name, version):
 
 
 @pytest.mark.parametrize("arch", ["arm64", "armhf"])
-def test_uboot_boots_the_current_deployment(rig, tmp_path, arch):
-    """Scenario 1 (arm64) and 5 (32-bit ARM, cortex-a15): U-Boot reads the env updater wrote
-    and boots deployment A through the early-boot step."""
-    _, names, flash, disk = make(rig, tmp_path, arch, ["v1"], "v1")
-    a = names["v1"]
-    m = rig.vm(arch, flash, [disk])
+def test_uboot_boots_the_current_deployment(rig, tmp_path, arch, provisioned):
+    """Scenario 1 (arm64) and 5 (32-bit ARM, cortex-a15): an image made by `updater provision`
+    (disk + env flash bank); U-Boot reads the env the updater wrote, runs the first boot.scr
+    copy and boots deployment A through the early-boot step."""
+    dev = provisioned(arch)
+    a = dev.deployment
+    flash, disks = dev.fresh(str(tmp_path / "run"))
+    m = rig.vm(arch, flash, disks)
     m.expect(r"U-Boot 2023", 30, mark="u-boot")
+    m.expect(r"Found U-Boot script /boot\.scr", 30, mark="boot.scr")
     m.expect(r"updater: booting %s" % re.escape(a), 30, mark="script chose A")
     m.expect(r"Starting kernel", 30, mark="kernel")
     m.expect(r"updater-init: booting deployment %s" % re.escape(a), 60, mark="early boot")
@@ -99,7 +121,7 @@ def test_broken_trial_rolls_back_after_the_attempt_limit(rig, tmp_path):
     m.expect(r"updater: booting %s" % re.escape(a), 30)
     m.expect(r"UPDATER-QEMU: init version=v1 deployment=%s" % re.escape(a), 60, mark="init v1")
     # `updater boot` (run by init) reads upd_failed, reports the rollback and clears it.
-    m.expect(r"the boot script gave up on %s and booted %s" % (re.escape(b), re.escape(a)), 60,
+    m.expect(r"the boot script gave up on %s and booted %s" % (short(b), short(a)), 60,
              mark="updater boot reported")
     m.expect(r"UPDATER-QEMU: ready", 60, mark="ready")
     m.expect(r"guest# ", 60, mark="shell")
@@ -116,42 +138,58 @@ def test_broken_trial_rolls_back_after_the_attempt_limit(rig, tmp_path):
     assert after["upd_current"] == a and not after.get("upd_trial") and after["upd_count"] == "0"
 
 
-def test_corrupt_boot_scr_copy_is_skipped(rig, tmp_path):
-    """Bad input: the first boot.scr copy U-Boot finds fails its CRC; the second one boots A."""
-    def corrupt(d, names):
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_bad_or_missing_boot_scr_copy_is_skipped_and_restored(rig, tmp_path, damage):
+    """Bad input: the first boot.scr copy U-Boot looks for fails its CRC (or is missing); the
+    second one boots A, and the guest's `updater boot` says so and restores the first copy."""
+    def spoil(d, names):
         path = os.path.join(d.root, "boot.scr")
+        if damage == "missing":
+            os.unlink(path)
+            return
         with open(path, "r+b") as f:
             f.seek(200)
             f.write(b"#corrupted#")
 
-    _, names, flash, disk = make(rig, tmp_path, "arm64", ["v1"], "v1", edit=corrupt)
+    _, names, flash, disk = make(rig, tmp_path, "arm64", ["v1"], "v1", edit=spoil)
     m = rig.vm("arm64", flash, [disk])
-    m.expect(r"Found U-Boot script /boot\.scr", 30)
-    m.expect(r"SCRIPT FAILED", 30, mark="bad copy rejected")
-    m.expect(r"Found U-Boot script /boot/boot\.scr", 30)
+    if damage == "corrupt":
+        m.expect(r"Found U-Boot script /boot\.scr", 30)
+        m.expect(r"SCRIPT FAILED", 30, mark="bad copy rejected")
+    _, first = m.expect(r"Found U-Boot script (/boot\.scr|/boot/boot\.scr)", 30)
+    assert first.group(1) == b"/boot/boot.scr"
     m.expect(r"updater: booting %s" % re.escape(names["v1"]), 30, mark="second copy")
-    wait_ready(m, "v1", names["v1"])
-    rig.record(m)
+    said = wait_ready(m, "v1", names["v1"])
+    said_plainly(said, r"the boot script copy /boot\.scr was %s; restored it from /boot/boot\.scr"
+                 % ("missing" if damage == "missing" else r"damaged \(data CRC 0x[0-9a-f]+, expected 0x[0-9a-f]+\)"))
+    m.sh("cmp /sysroot/boot.scr /sysroot/boot/boot.scr")
+    rig.record(m, "[%s]" % damage)
 
 
 def test_env_with_bad_crc_falls_back_to_the_sysroot_file(rig, tmp_path):
     """Bad input: the env fails its CRC, U-Boot runs on defaults; the script recovers the
-    known-good deployment from /boot/updater-env.txt and boots it (without writing the env)."""
+    known-good deployment from /boot/updater-env.txt and boots it (without writing the env);
+    the guest's `updater boot` says so and rewrites the env with it as upd_current."""
     _, names, flash, disk = make(rig, tmp_path, "arm64", ["v1"], "v1")
     with open(flash, "r+b") as f:
         f.seek(100)
         byte = f.read(1)
         f.seek(100)
         f.write(bytes([byte[0] ^ 0x01]))
-    before = open(flash, "rb").read(sysroot.ENV_SIZE)
+    a = names["v1"]
     m = rig.vm("arm64", flash, [disk])
     m.expect(r"bad CRC, using default environment", 30, mark="bad CRC")
     m.expect(r"upd_current is not set .*reading /boot/updater-env\.txt", 60, mark="recovery")
-    m.expect(r"updater: booting %s" % re.escape(names["v1"]), 30)
-    wait_ready(m, "v1", names["v1"])
+    m.expect(r"updater: booting %s" % re.escape(a), 30)
+    said = wait_ready(m, "v1", a)
+    said_plainly(said, r"the U-Boot environment was unusable \(the only copy fails its CRC",
+                 r"U-Boot ran on its defaults and booted %s, the known-good deployment boot/updater-env.txt names"
+                 % short(a), r"rewrote the environment from the board's defaults with %s as the known-good" % short(a))
     rig.record(m)
     m.kill()
-    assert open(flash, "rb").read(sysroot.ENV_SIZE) == before
+    env = sysroot.read_flash_env(flash)
+    assert env.valid() and env.variables["upd_current"] == a and env.variables["upd_count"] == "0"
+    assert env.variables["bootcmd"] == "run distro_bootcmd"  # the board's defaults came back too
 
 
 def test_trial_without_kernel_falls_back_to_current(rig, tmp_path):
@@ -164,7 +202,8 @@ def test_trial_without_kernel_falls_back_to_current(rig, tmp_path):
     m.expect(r"trial boot of %s: attempt 1 of 3" % re.escape(names["v2"]), 30)
     m.expect(r"deployment %s has no boot/vmlinuz" % re.escape(names["v2"]), 30, mark="no kernel")
     m.expect(r"updater: booting %s" % re.escape(names["v1"]), 30, mark="fallback")
-    wait_ready(m, "v1", names["v1"])
+    said = wait_ready(m, "v1", names["v1"])
+    said_plainly(said, r"trial %s did not start \(attempt 1 of 3\); running %s" % (short(names["v2"]), short(names["v1"])))
     assert guest_env(m, "arm64", "upd_count")["upd_count"] == "1"
     rig.record(m)
 
@@ -179,6 +218,9 @@ def test_early_boot_falls_back_when_the_deployment_is_incomplete(rig, tmp_path):
     m = rig.vm("arm64", flash, [disk])
     m.expect(r"updater-init: deployment %s is missing or incomplete" % re.escape(names["v2"]), 60)
     m.expect(r"updater-init: falling back to deployment %s" % re.escape(names["v1"]), 10, mark="fallback")
-    wait_ready(m, "v1", names["v1"])
+    said = wait_ready(m, "v1", names["v1"])
+    # The kernel command line names v2; `updater boot` trusts /run/updater/booted (v1) instead.
+    said_plainly(said, r"Booted %s\." % short(names["v1"]),
+                 r"trial %s did not start \(attempt 1 of 3\); running %s" % (short(names["v2"]), short(names["v1"])))
     assert m.sh("cat /run/updater/missing")[1] == names["v2"]
     rig.record(m)
