@@ -5,7 +5,8 @@
 
 A relay between two ptys forwards each direction at ``--rate`` bytes per second (what a UART
 at 115200 baud carries: 10 bits a byte). The device end is /bin/sh running this checkout's
-``updater receive`` (tests/serial_device.py: the real command with the test installer). For
+``updater receive`` on a sysroot trusting a build key; the bundle is a real signed bundle of a
+tree holding ``--size`` random bytes (incompressible, so the bundle is about that big). For
 each encoding it prints the data-phase rate (first DATA frame to the last acknowledgement), the
 whole command's rate (prompt, typing the command, starting the receiver, verification and the
 install included) and both as a fraction of the line rate. The target is >= 90% of the line
@@ -25,19 +26,34 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import serialrig as rig  # noqa: E402
-from serial_device import make_bundle  # noqa: E402
+from deltakit import make_device  # noqa: E402
 
 from updater import jsonout  # noqa: E402
 from updater.cli import main  # noqa: E402
-from updater.sysroot import DeviceConfig, Sysroot  # noqa: E402
+from updater.host import bundler, deltagen, publish  # noqa: E402
+from updater.host import keys as keys_mod  # noqa: E402
+from updater.host.commit import commit_source  # noqa: E402
+from updater.repo import Repo  # noqa: E402
 
 
-def one(args, encoding, workdir):
-    root = os.path.join(workdir, "sysroot-" + encoding)
-    Sysroot.create(root, DeviceConfig(board="qemu-arm64"))
-    bundle = os.path.join(workdir, "bench.bundle")
-    with open(bundle, "wb") as f:
-        f.write(make_bundle("qemu-arm64", os.urandom(args.size)))
+def make_bundle(workdir, size):
+    """(bundle path, public key path): a signed full bundle of a tree with ``size`` random bytes."""
+    src = os.path.join(workdir, "src")
+    os.makedirs(os.path.join(src, "usr", "lib"))
+    with open(os.path.join(src, "usr", "lib", "payload.bin"), "wb") as f:
+        f.write(os.urandom(size))
+    repo = Repo.init(os.path.join(workdir, "repo"), "user")
+    key = keys_mod.keygen(os.path.join(workdir, "build.key"))
+    cid, _ = commit_source(repo, src, "qemu-arm64/stable", "bench", "1", "qemu-arm64")
+    deltagen.generate(repo, cid, None, "zlib", workers=1)
+    publish.publish(repo, [key])
+    path = os.path.join(workdir, "bench.bundle")
+    bundler.write(repo, cid, None, path)
+    return path, os.path.join(workdir, "build.key.pub")
+
+
+def one(args, encoding, workdir, bundle, pub):
+    root = make_device(workdir, "", pub, name="device-" + encoding).path
     size = os.path.getsize(bundle)
     line = rig.Line(rate=args.rate)
     shell = rig.spawn_on(line.ds, ["/bin/sh", "-i"], env=rig.device_env())
@@ -66,7 +82,7 @@ def one(args, encoding, workdir):
 
 def main_bench(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=256 * 1024, help="bundle body bytes (default 256 KiB)")
+    ap.add_argument("--size", type=int, default=256 * 1024, help="random bytes in the tree (default 256 KiB)")
     ap.add_argument("--rate", type=int, default=11520, help="line rate in bytes/s (default 11520 = 115200 8N1)")
     ap.add_argument("--device", choices=("cpython", "micropython"), default="micropython")
     ap.add_argument("--encoding", default="raw,base64")
@@ -76,8 +92,9 @@ def main_bench(argv=None):
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
+        bundle, pub = make_bundle(workdir, args.size)
         for encoding in args.encoding.split(","):
-            rows.append(one(args, encoding, workdir))
+            rows.append(one(args, encoding, workdir, bundle, pub))
     if args.json:
         print(jsonout.dumps({"rows": rows}))
         return 0

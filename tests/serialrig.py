@@ -178,12 +178,11 @@ def device_env(extra=None):
 
 
 def device_cmd(sysroot, interpreter="cpython"):
-    """How the device shell runs updater (with the test installer of tests/serial_device.py)."""
-    script = os.path.join(TESTS, "serial_device.py")
+    """How the device shell runs this checkout's updater on ``sysroot``."""
     if interpreter == "micropython":
         mp = os.path.join(os.path.dirname(sys.executable), "micropython")
-        return "%s -X heapsize=2M %s --sysroot %s" % (mp, script, sysroot)
-    return "%s %s --sysroot %s" % (sys.executable, script, sysroot)
+        return "%s -X heapsize=4M -m updater --sysroot %s" % (mp, sysroot)
+    return "%s -m updater --sysroot %s" % (sys.executable, sysroot)
 
 
 def kill(proc):

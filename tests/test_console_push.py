@@ -1,23 +1,25 @@
 """``updater console push`` over pty pairs to a device shell running the real ``updater receive``.
 
-The device is /bin/sh on a pty with the updater of this checkout (tests/serial_device.py: the
-real command line with a stand-in installer that checks board and checksum, until bundle
-install is wired in). A relay between the host's pty and the device's pty drops, corrupts and
-stalls bytes (seeded) or cuts the line at a chosen byte.
+The device is /bin/sh on a pty running this checkout's updater (CPython or MicroPython) on a
+sysroot that trusts the test build server's key; bundles are real signed bundles
+(``updater bundle``), so the install verifies them like a network pull and stages a
+deployment. A relay between the host's pty and the device's pty drops, corrupts and stalls
+bytes (seeded) or cuts the line at a chosen byte.
 """
 
 import io
+import json
 import os
 import random
 import threading
 import time
 
 import pytest
+from deltakit import BOARD, Host, make_device
 
 import serialrig as rig
-from serial_device import make_bundle
 from updater.cli import main
-from updater.sysroot import DeviceConfig, Sysroot
+from updater.host import bundler
 
 
 def cli(*argv):
@@ -26,38 +28,49 @@ def cli(*argv):
     return rc, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture
-def sysroot(tmp_path):
-    path = str(tmp_path / "sysroot")
-    Sysroot.create(path, DeviceConfig(board="qemu-arm64"))
-    return path
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("console-host")
+    h = Host(tmp / "host", symlinks=False, big=30000)  # MicroPython devices store no symlinks
+    h.commit("1")
+    h.delta("1")
+    h.publish()
+    h.bundle = str(tmp / "v1.bundle")
+    bundler.write(h.repo, h.commits["1"], None, h.bundle)
+    with open(h.bundle, "rb") as f:
+        data = bytearray(f.read())
+    data[len(data) * 2 // 3] ^= 0x01  # one bit inside the delta part
+    h.tampered = str(tmp / "tampered.bundle")
+    with open(h.tampered, "wb") as f:
+        f.write(bytes(data))
+    return h
 
 
 @pytest.fixture
-def bundle(tmp_path):
-    path = str(tmp_path / "update.bundle")
-    with open(path, "wb") as f:
-        f.write(make_bundle("qemu-arm64", random.Random(7).randbytes(60000)))
-    return path
+def bundle(host):
+    return host.bundle
 
 
 class Rig:
-    def __init__(self, sysroot, interpreter="cpython", **relay):
-        self.sysroot = sysroot
+    def __init__(self, base, pub, interpreter="cpython", board=BOARD, **relay):
+        self.sysroot = make_device(base, "", pub, board=board)
         self.line = rig.Line(**relay)
         self.shell = rig.spawn_on(self.line.ds, ["/bin/sh", "-i"], env=rig.device_env())
-        self.device_cmd = rig.device_cmd(sysroot, interpreter)
+        self.device_cmd = rig.device_cmd(self.sysroot.path, interpreter)
 
     def push(self, bundle, *extra):
         return cli("console", "--port", self.line.host_path, "push", bundle, "--device-cmd", self.device_cmd,
                    "--json", *extra)
 
+    def deployments(self):
+        return sorted(os.listdir(self.sysroot.deploy_dir))
+
     def installed(self):
-        return os.path.exists(os.path.join(self.sysroot, "updater", "test-installed"))
+        return len(self.deployments()) == 1
 
     def staging(self):
-        tmp = os.path.join(self.sysroot, "updater", "tmp")
-        return sorted(os.listdir(tmp)) if os.path.isdir(tmp) else []
+        tmp = self.sysroot.tmp_dir
+        return sorted(n for n in os.listdir(tmp) if n.startswith("receive-")) if os.path.isdir(tmp) else []
 
     def close(self):
         rig.kill(self.shell)
@@ -65,11 +78,11 @@ class Rig:
 
 
 @pytest.fixture
-def make_rig(sysroot):
+def make_rig(tmp_path, host):
     made = []
 
     def make(**kw):
-        r = Rig(sysroot, **kw)
+        r = Rig(tmp_path / ("device%d" % len(made)), host.pub, **kw)
         made.append(r)
         return r
 
@@ -79,8 +92,6 @@ def make_rig(sysroot):
 
 
 def result(out):
-    import json
-
     return json.loads(out)
 
 
@@ -90,8 +101,11 @@ def test_push_installs_and_reports_the_result(make_rig, bundle):
     doc = result(out)
     assert rc == 0, err
     assert doc["ok"] is True and doc["stage"] == "install" and doc["size"] == os.path.getsize(bundle)
-    assert doc["result"]["staged"] is True and doc["stats"]["retransmits"] == 0
-    assert r.installed() and r.staging() == []
+    assert doc["result"]["version"] == "1" and doc["stats"]["retransmits"] == 0
+    assert r.deployments() == [doc["result"]["deployment"]] and r.staging() == []
+    rc, out, err = cli("console", "--port", r.line.host_path, "status", "--json", "--device-cmd", r.device_cmd)
+    assert rc == 0, err
+    assert [d["name"] for d in result(out)["deployments"]] == [doc["result"]["deployment"]]
 
 
 def test_push_to_a_micropython_device_over_a_faulty_line(make_rig, bundle):
@@ -192,31 +206,25 @@ def test_the_line_drops_and_comes_back_during_one_push(make_rig, bundle):
     assert doc["stats"]["sent_bytes"] < 2 * os.path.getsize(bundle)
 
 
-def test_a_bundle_for_another_board_is_refused(make_rig, tmp_path):
-    path = str(tmp_path / "other.bundle")
-    with open(path, "wb") as f:
-        f.write(make_bundle("beaglebone-black", b"x" * 5000))
-    r = make_rig()
-    rc, out, err = r.push(path)
+def test_a_bundle_for_another_board_is_refused(make_rig, bundle):
+    r = make_rig(board="beaglebone-black")
+    rc, out, err = r.push(bundle)
     doc = result(out)
     assert rc == 1 and doc["ok"] is False and doc["stage"] == "install"
-    assert doc["error"]["type"] == "TrustError" and "beaglebone-black" in doc["error"]["message"]
-    assert not r.installed() and r.staging() == []
+    assert "board qemu-arm64, this device is beaglebone-black" in doc["error"]["message"]
+    assert r.deployments() == [] and r.staging() == []
 
 
-def test_a_tampered_bundle_is_refused(make_rig, tmp_path):
-    data = bytearray(make_bundle("qemu-arm64", b"y" * 20000))
-    data[-500] ^= 0x40
-    path = str(tmp_path / "tampered.bundle")
-    with open(path, "wb") as f:
-        f.write(bytes(data))
+def test_a_tampered_bundle_is_refused_and_nothing_changes(make_rig, host):
     r = make_rig()
-    rc, out, err = r.push(path)
+    rc, out, err = r.push(host.tampered)
     doc = result(out)
-    assert rc == 1 and doc["error"]["type"] == "IntegrityError"
-    assert not r.installed() and r.staging() == []
-    rc, out, err = cli("console", "--port", r.line.host_path, "push", path, "--device-cmd", r.device_cmd)
-    assert rc == 1 and "did not install" in out and "try: the bundle was damaged" in out
+    assert rc == 1 and doc["ok"] is False and doc["stage"] == "install"
+    assert "SHA-256" in doc["error"]["message"] and "tampered" in doc["error"]["message"]
+    assert r.deployments() == [] and r.staging() == []
+    assert r.sysroot.repo().read_ref("qemu-arm64/stable") is None
+    rc, out, err = cli("console", "--port", r.line.host_path, "push", host.tampered, "--device-cmd", r.device_cmd)
+    assert rc == 1 and "did not install" in out and "try:" in out
 
 
 def test_base64_encoding_for_consoles_that_cannot_be_raw(make_rig, bundle):

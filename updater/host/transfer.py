@@ -41,32 +41,41 @@ def start_receiver(con, device_cmd, login, password, encoding, receive_args, tim
         cmd += " --encoding " + encoding
     if receive_args:
         cmd += " " + receive_args
+    for _ in range(3):
+        started = _run_receiver(con, cmd, encoding, timeout)
+        if started:
+            return "started"
+        con.clear_line()  # the Enter key arrived mangled: clear the line and type it again
+    raise NoAnswer("starting '%s' on %s: the command line kept arriving garbled" % (cmd, con.url),
+                   "check the cable and the baud rate (--baud)")
+
+
+def _run_receiver(con, cmd, encoding, timeout):
+    """Type ``cmd``; True once the receiver's first STATE arrives, False if Enter came back garbled."""
     con.type_line(cmd)
     start = con.cursor
     parser = sf.make_parser(encoding)
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
     seen = 0
-    enters = 1
     typed = cmd.encode()
-    while time.monotonic() < deadline:
+    while time.monotonic() < began + timeout:
         con.read(0.2)
         for ftype, _, _ in parser.feed(bytes(con.buf[start + seen:])):
             if ftype == sf.STATE:
-                return "started"
+                return True
         seen = len(con.buf) - start
         text = bytes(con.buf[start:])
         at = text.rfind(typed)
         after = text[at + len(typed):] if at >= 0 else b""
-        if b"\n" not in after and time.monotonic() > deadline - timeout + 2.5 * enters and enters < 3:
-            enters += 1
-            con.write(b"\r")  # the Enter key was lost or mangled on the line
+        if b"\n" not in after and sf.MAGIC[:1] not in after and (after.strip(b"\r") or time.monotonic() > began + 2.5):
+            return False  # no newline after the command: Enter was lost or turned into another byte
         if b"\n" in after and con.classify() == "shell":
             said = con.tail_text(300)
             raise ReceiverExited("starting '%s' on %s: it exited at once: %s" % (cmd, con.url, said[-240:]),
-                             "check --device-cmd (how updater runs on the device) and that the device's updater "
-                             "has the receive command")
+                                 "check --device-cmd (how updater runs on the device) and that the device's "
+                                 "updater has the receive command")
     raise NoAnswer("starting '%s' on %s: no answer from the receiver within %.0f s" % (cmd, con.url, timeout),
-                     "check --device-cmd; with a console that cannot be made raw, try --encoding base64")
+                   "check --device-cmd; with a console that cannot be made raw, try --encoding base64")
 
 
 def push(open_console, path, device_cmd="updater --sysroot /sysroot", login=None, password=None, encoding="raw",
