@@ -69,8 +69,7 @@ def command(console, line, timeout=30.0):
     nonce = binascii.hexlify(os.urandom(5)).decode()
     begin = "UPDB" + nonce
     end = "UPDE" + nonce
-    console.mark()
-    console.write(("echo %s; %s; echo %s $?\r" % (begin, line, end)).encode())
+    console.type_line("echo %s; %s; echo %s $?" % (begin, line, end))
     idx, m = console.expect([re.compile(rb"\n" + begin.encode() + rb"\r?\n")], min(timeout, 10))
     if idx is None:
         raise console.no_answer("running U-Boot command '%s'" % line)
