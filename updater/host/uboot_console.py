@@ -161,11 +161,11 @@ def boot(console, watch=10.0):
     """Send ``boot``; return the first line that shows what started (or None)."""
     console.mark()
     console.write(b"boot\r")
-    idx, m = console.expect([re.compile(rb"updater: booting [^\r\n]*"), re.compile(rb"Starting kernel[^\r\n]*"),
-                             re.compile(rb"updater: no bootable deployment[^\r\n]*")], watch)
+    idx, m = console.expect([re.compile(rb"(updater: booting [^\r\n]*)\r?\n"), re.compile(rb"(Starting kernel[^\r\n]*)\r?\n"),
+                             re.compile(rb"(updater: no bootable deployment[^\r\n]*)\r?\n")], watch)
     if idx is None:
         return None
-    line = m.group(0).decode("utf-8", "replace")
+    line = m.group(1).decode("utf-8", "replace")
     if idx == 2:
         raise BootError("booting on %s: %s" % (console.url, line), "use 'uboot rollback --to NAME' with a deployment "
                         "that is on the device")
