@@ -239,3 +239,12 @@ def test_a_device_without_the_command_is_reported(make_rig, bundle):
     rc, out, err = cli("console", "--port", r.line.host_path, "push", bundle, "--device-cmd", "no-such-updater")
     assert rc == 1
     assert "exited at once" in err and "not found" in err and "--device-cmd" in err
+
+
+def test_no_deploy_installs_into_the_repository_only(make_rig, host, bundle):
+    r = make_rig()
+    rc, out, err = r.push(bundle, "--receive-args", "--no-deploy")
+    assert rc == 0, err
+    doc = result(out)
+    assert doc["ok"] and doc["result"]["deploy_requested"] is False and "deployment" not in doc["result"]
+    assert r.deployments() == [] and r.sysroot.repo().read_ref("qemu-arm64/stable") == host.commits["1"]

@@ -17,11 +17,14 @@ def parse_size(text):
                   Opt("--encoding", "raw (tty in raw mode) or base64 (lines, for consoles that cannot be raw)",
                       choices=sf.ENCODINGS, default="raw"),
                   Opt("--max-size", "refuse bundles larger than this", metavar="SIZE", default="512M"),
+                  Opt("--no-deploy", "only install into the repository (as 'updater install'), do not stage a "
+                      "deployment", flag=True, dest="no_deploy"),
                   Opt("--idle-timeout", "give up after this many seconds without a frame (the partial file "
                       "is kept for a resume)", kind=int, default=60, metavar="SEC")],
          description="Speaks the framed protocol of docs/serial-protocol.md on the console; the host side "
                      "is 'updater console --port URL push BUNDLE'. The received bundle is verified and "
-                     "installed like 'updater install'; the result goes back to the host.")
+                     "installed like 'updater install', then deployed for a trial boot like 'updater upgrade' "
+                     "does (unless --no-deploy); the result goes back to the host.")
 def cmd_receive(ctx, opts):
     from . import receive
     from .fs.tty import Port
@@ -35,7 +38,7 @@ def cmd_receive(ctx, opts):
     port = Port.open(opts.port, opts.baud) if opts.port else Port.stdio()
     try:
         summary = receive.run(sysroot, port, max_total=max_total, idle_timeout_ms=opts.idle_timeout * 1000,
-                              encoding=opts.encoding)
+                              encoding=opts.encoding, deploy=not opts.no_deploy)
     finally:
         port.close()
     return report(ctx, summary)

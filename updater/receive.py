@@ -161,11 +161,11 @@ def receive(port, store, install, max_total=sf.DEFAULT_MAX_TOTAL, idle_timeout_m
             "garbage": parser.garbage, "corrupt": parser.corrupt}
 
 
-def bundle_installer(sysroot, say=None):
+def bundle_installer(sysroot, say=None, deploy=True):
     """``install(path, progress) -> dict`` for ``sysroot`` (a Sysroot): what ``updater install``
-    does with a bundle file, then a deployment of the new commit staged for a trial boot, as
-    ``updater upgrade`` does after a pull. The bundle is copied into a private directory and
-    verified like a network pull (updater.pull.install) before anything changes.
+    does with a bundle file, then (``deploy``) a deployment of the new commit staged for a trial
+    boot, as ``updater upgrade`` does after a pull. The bundle is copied into a private directory
+    and verified like a network pull (updater.pull.install) before anything changes.
     """
 
     def install(path, progress):
@@ -176,13 +176,14 @@ def bundle_installer(sysroot, say=None):
             pulled = pull_mod.install(sysroot, path, progress, lock=False)
             cid = sysroot.repo().read_ref(sysroot.config().branch)
             booted = sysroot.booted()
-            done = None
-            if cid is not None:
+            done = deployed = None
+            if cid is not None and deploy:
                 done = deploy_mod.is_up_to_date(sysroot, cid, sysroot.bootloader().read(), booted)
-            deployed = None
-            if cid is not None and done is None:
-                deployed = deploy_mod.deploy(sysroot, cid, None, None, booted, say)
-        return summarize(pulled, cid, done, deployed)
+                if done is None:
+                    deployed = deploy_mod.deploy(sysroot, cid, None, None, booted, say)
+        result = summarize(pulled, cid, done, deployed)
+        result["deploy_requested"] = deploy
+        return result
 
     return install
 
@@ -201,13 +202,13 @@ def summarize(pulled, cid, up_to_date, deployed):
 
 
 def run(sysroot_path, port, install=None, max_total=sf.DEFAULT_MAX_TOTAL, idle_timeout_ms=60000,
-        encoding="raw"):
+        encoding="raw", deploy=True):
     """Receive into the sysroot's staging area through ``port`` (raw mode while it runs)."""
     from .sysroot import Sysroot
 
     root = Sysroot.open(sysroot_path)
     if install is None:
-        install = bundle_installer(root)
+        install = bundle_installer(root, deploy=deploy)
     store = StagingStore(root.tmp_dir, root.check_space)
     if encoding == "raw":
         port.make_raw()

@@ -163,9 +163,19 @@ def cmd_push(ctx, opts):
         raise UsageError("option --frame: expected 1 to %d bytes, got %d" % (sf.MAX_PAYLOAD, opts.frame))
     login, password = credentials(opts)
     report = ctx.progress("push")
+    started = []
+
+    def progress(done, total=None):
+        if not started and hasattr(report, "start"):  # the rate counts from the first data, not the prompt
+            started.append(done)
+            from ..progress import now_ms
+
+            report.start = now_ms()
+        report(done, total)
+
     doc = push(lambda: open_console(opts), opts.bundle, device_cmd=opts.device_cmd, login=login, password=password,
                encoding=opts.encoding, frame=opts.frame, window=opts.window, timeout=opts.timeout,
-               line_timeout=opts.line_timeout, receive_args=opts.receive_args, progress=report, notify=ctx.say)
+               line_timeout=opts.line_timeout, receive_args=opts.receive_args, progress=progress, notify=ctx.say)
     if hasattr(report, "finish"):
         report.finish()
     return _show_result(ctx, doc)
