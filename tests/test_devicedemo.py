@@ -1,4 +1,4 @@
-"""The full demo (demo/run, updater.host.devicedemo) runs end to end: publish, serve, provision,
+"""The full demo (./run-demo, updater.host.devicedemo) runs end to end: publish, serve, provision,
 upgrade over HTTP, reboot into the trial, confirm, status."""
 
 import os

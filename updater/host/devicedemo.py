@@ -1,6 +1,6 @@
 """The full demo on the embedded default: a device on local disk updated over loopback HTTP.
 
-    python -m updater.host.devicedemo [WORKDIR]      (demo/run does the set-up first)
+    python -m updater.host.devicedemo [WORKDIR]      (./run-demo does the set-up first)
 
 Build server: two versions of a small OS tree are committed, signed and published with a static
 delta, then served over HTTP on 127.0.0.1. Device: a sysroot on local disk (file boot contract
