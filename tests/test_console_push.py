@@ -108,6 +108,7 @@ def test_push_installs_and_reports_the_result(make_rig, bundle):
     assert [d["name"] for d in result(out)["deployments"]] == [doc["result"]["deployment"]]
 
 
+@pytest.mark.micropython
 def test_push_to_a_micropython_device_over_a_faulty_line(make_rig, bundle):
     r = make_rig(interpreter="micropython", seed=11, drop=0.03, corrupt=0.03, stall=0.02)
     rc, out, err = r.push(bundle, "--line-timeout", "5")
@@ -118,6 +119,7 @@ def test_push_to_a_micropython_device_over_a_faulty_line(make_rig, bundle):
     assert r.installed()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_push_survives_drops_corruption_and_stalls(make_rig, bundle, seed):
     r = make_rig(seed=seed, drop=0.05, corrupt=0.05, stall=0.03)
@@ -158,6 +160,7 @@ def h2d_bytes_for(bundle, device_cmd):
     return len(device_cmd) + 60 + size + 16 * (size // 1024 + 1) + 52
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", [0.0005, 0.05, 0.4, 0.8, 0.999])
 @pytest.mark.parametrize("receiver", ["waits", "exits"])
 def test_a_transfer_cut_anywhere_installs_nothing_then_resumes(make_rig, bundle, where, receiver):
@@ -183,6 +186,7 @@ def test_a_transfer_cut_anywhere_installs_nothing_then_resumes(make_rig, bundle,
         assert doc["stats"]["sent_bytes"] < os.path.getsize(bundle)
 
 
+@pytest.mark.slow
 def test_the_line_drops_and_comes_back_during_one_push(make_rig, bundle):
     r = make_rig()
     relay = r.line.relay

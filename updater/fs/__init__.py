@@ -13,7 +13,8 @@ becomes flush, and operations that cannot be emulated raise UnsupportedError.
 
 Parts: base (platform facts, errors, hook, paths, reads), write (durable writes, links,
 removal), rawio (offset I/O for env areas), physmem (/dev/mem words for NOR flash),
-staging (batched renames), lock (flock).
+staging (batched renames), lock (flock), tty (a serial line for ``updater receive``; imported
+as ``updater.fs.tty`` by the code that needs it).
 """
 
 from .base import *  # noqa: F401,F403
