@@ -84,3 +84,14 @@ def test_bad_branch_names(branch):
 def test_board_of_branch():
     assert objects.board_of_branch("qemu-arm64/stable") == "qemu-arm64"
     assert objects.board_of_branch("main") == ""
+
+
+def test_booleans_are_not_integers():
+    """CPython counts True as 1; MicroPython does not: both must refuse it the same way."""
+    with pytest.raises(FormatError):
+        objects.file_header(0o100644, True, 0)
+    data = cbor.encode({"files": [["a", ID, objects.file_header(0o100644, 0, 0), True]], "dirs": []})
+    with pytest.raises(FormatError):
+        objects.parse_tree(data)
+    with pytest.raises(FormatError):
+        objects.commit(ID, ID, None, True, "", "", "b/s")

@@ -58,6 +58,11 @@ def is_hex(text, length=None):
     return bool(text)
 
 
+def is_int(value):
+    """An integer and not a boolean (CPython counts bools as ints, MicroPython does not)."""
+    return isinstance(value, int) and value is not True and value is not False
+
+
 def check_name(name, where="tree"):
     """Refuse a file name that could escape its directory or is not portable text."""
     if not isinstance(name, str):
@@ -102,7 +107,7 @@ class FileHeader:
 
 def _check_ids(uid, gid, what):
     for value in (uid, gid):
-        if not isinstance(value, int) or value < 0 or value > 0xFFFFFFFF:
+        if not is_int(value) or value < 0 or value > 0xFFFFFFFF:
             raise FormatError("%s: owner id %r out of range" % (what, value))
 
 
@@ -122,7 +127,7 @@ _HEADER_MEMO = {}
 
 def file_header(mode, uid, gid, xattrs=None, target=None):
     """Canonical header bytes of a regular file (target None) or a symlink."""
-    plain = not xattrs and target is None and isinstance(mode, int) and isinstance(uid, int) and isinstance(gid, int)
+    plain = not xattrs and target is None and is_int(mode) and is_int(uid) and is_int(gid)
     if plain:
         memo = _HEADER_MEMO.get((mode, uid, gid))
         if memo is not None:
@@ -162,7 +167,7 @@ def parse_file_header(data, what="file header"):
         if key not in ("mode", "uid", "gid", "xattrs", "target"):
             raise FormatError("%s: unknown field %r" % (what, key))
     mode = value.get("mode")
-    if not isinstance(mode, int):
+    if not is_int(mode):
         raise FormatError("%s: missing mode" % what)
     xattrs = value.get("xattrs") or {}
     target = value.get("target")
@@ -259,7 +264,7 @@ def parse_tree(data, what="tree"):
     for entry in files:
         if (not isinstance(entry, list) or len(entry) != 4 or not isinstance(entry[1], bytes)
                 or len(entry[1]) != ID_LEN or not isinstance(entry[2], bytes)
-                or not isinstance(entry[3], int) or entry[3] < 0):
+                or not is_int(entry[3]) or entry[3] < 0):
             raise FormatError("%s: malformed file entry %r" % (what, entry[:1]))
         check_name(entry[0], what)
         key = entry[0].encode("utf-8")
@@ -310,7 +315,7 @@ def commit(tree_id, meta_id, parent, timestamp, subject, version, branch, board=
             raise FormatError("commit: %s must be a %d-byte checksum" % (what, ID_LEN))
     if parent is not None and (not isinstance(parent, bytes) or len(parent) != ID_LEN):
         raise FormatError("commit: parent must be a %d-byte checksum or null" % ID_LEN)
-    if not isinstance(timestamp, int) or timestamp < 0:
+    if not is_int(timestamp) or timestamp < 0:
         raise FormatError("commit: timestamp must be a non-negative integer")
     for text, what in ((subject, "subject"), (version, "version"), (board, "board")):
         if not isinstance(text, str) or len(text) > 4096:
