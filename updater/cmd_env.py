@@ -5,10 +5,12 @@ the device configuration of --sysroot ([device] board). --env-file PATH stands f
 env medium (a flash bank or disk image): the same offsets, in that file instead of the device.
 """
 
-from . import board as board_mod
-from . import envstore, ubootenv
-from .commands import Arg, Opt, command
+from .commands import Arg, Lazy, Opt, command
 from .errors import ConfigError, EnvError, UsageError
+
+board_mod = Lazy("updater.board")
+envstore = Lazy("updater.envstore")
+ubootenv = Lazy("updater.ubootenv")
 
 ENV_FILE = Opt("--env-file", "use this image file as the board's env medium (same offsets)", metavar="PATH")
 

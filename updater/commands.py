@@ -30,6 +30,20 @@ from .progress import Reporter
 REGISTRY = []
 
 
+class Lazy:
+    """A module imported on first use: ``signature = Lazy("updater.signature")`` at the top of a
+    command module keeps ``updater --help`` and unrelated commands from paying for its import."""
+
+    def __init__(self, name):
+        self._name = name
+        self._module = None
+
+    def __getattr__(self, attr):
+        if self._module is None:
+            self._module = __import__(self._name, None, None, ("__name__",))
+        return getattr(self._module, attr)
+
+
 def command(name, summary, args=(), options=(), state=False, description="", host=False):
     def register(fn):
         REGISTRY.append(Command(name, summary, fn, args, options, description, state, host=host))

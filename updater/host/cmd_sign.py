@@ -1,12 +1,16 @@
 """Build-server commands: keygen, sign, publish, summary (show and verify what is published)."""
 
-from .. import fs, signature, summary, trust
-from ..commands import Arg, Opt, command
+from .. import fs
+from ..commands import Arg, Lazy, Opt, command
 from ..errors import ConfigError, UsageError
-from ..objects import to_hex
-from ..sysroot import parse_public_key
-from . import keys as keys_mod
-from . import publish as publish_mod
+
+signature = Lazy("updater.signature")
+summary = Lazy("updater.summary")
+trust = Lazy("updater.trust")
+objects = Lazy("updater.objects")
+sysroot_mod = Lazy("updater.sysroot")
+keys_mod = Lazy("updater.host.keys")
+publish_mod = Lazy("updater.host.publish")
 
 _KEY_OPT = Opt("--key", "private key file (repeat to sign with several, e.g. old and new during a rotation)",
                multiple=True, required=True, metavar="KEY")
@@ -38,7 +42,7 @@ def cmd_sign(ctx, opts):
         cid = repo.resolve(opts.rev)
         added = keys_mod.sign_commit(repo, cid, keys)
     blob = trust.read_commit_sig(repo, cid)
-    ctx.emit({"commit": to_hex(cid), "added": added, "signed_by": signature.signers(blob)},
+    ctx.emit({"commit": objects.to_hex(cid), "added": added, "signed_by": signature.signers(blob)},
              lambda d: "commit %s: %s; signed by %s" % (d["commit"][:12], "added " + ", ".join(d["added"])
                                                          if d["added"] else "already signed", ", ".join(d["signed_by"])))
 
@@ -73,7 +77,7 @@ def _read_trusted(paths):
     for path in paths:
         if fs.lstat(path) is None:
             raise ConfigError("reading trusted key %s: no such file" % path)
-        out[fs.basename(path)] = parse_public_key(fs.read_bytes(path, 4096, "reading trusted key"), path)
+        out[fs.basename(path)] = sysroot_mod.parse_public_key(fs.read_bytes(path, 4096, "reading trusted key"), path)
     return out
 
 
@@ -101,9 +105,9 @@ def cmd_summary(ctx, opts):
         s = summary.decode_unverified(data)
     d = {"serial": s.serial, "timestamp": s.timestamp, "expires": s.expires, "verified_by": verified_by,
          "signed_by": signature.signers(blob),
-         "branches": dict((n, {"commit": to_hex(b.commit), "version": b.version, "timestamp": b.timestamp,
+         "branches": dict((n, {"commit": objects.to_hex(b.commit), "version": b.version, "timestamp": b.timestamp,
                                "board": b.board}) for n, b in s.branches.items()),
-         "deltas": [{"name": x.name(), "superblock_sha256": to_hex(x.superblock_sha256),
+         "deltas": [{"name": x.name(), "superblock_sha256": objects.to_hex(x.superblock_sha256),
                      "superblock_size": x.superblock_size, "total_size": x.total_size} for x in s.deltas]}
 
     def human(d):
