@@ -252,3 +252,27 @@ def test_no_deploy_installs_into_the_repository_only(make_rig, host, bundle):
     doc = result(out)
     assert doc["ok"] and doc["result"]["deploy_requested"] is False and "deployment" not in doc["result"]
     assert r.deployments() == [] and r.sysroot.repo().read_ref("qemu-arm64/stable") == host.commits["1"]
+
+
+@pytest.mark.parametrize("interpreter", ["cpython", pytest.param("micropython", marks=pytest.mark.micropython)])
+def test_receive_on_a_port_path_already_listening(tmp_path, host, interpreter):
+    """``updater receive --port PATH`` started by other means (no shell): push finds its heartbeats."""
+    import shlex
+    import subprocess
+
+    dev = make_device(tmp_path / "dev", "", host.pub)
+    line = rig.Line()
+    argv = shlex.split(rig.device_cmd(dev.path, interpreter)) + ["receive", "--port", line.dev_path,
+                                                                  "--idle-timeout", "20"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=rig.device_env())
+    try:
+        rc, out, err = cli("console", "--port", line.host_path, "push", host.bundle, "--json",
+                           "--device-cmd", "/nonexistent/never-typed")
+        assert rc == 0, err
+        assert result(out)["ok"] and len(os.listdir(dev.deploy_dir)) == 1
+        _, said = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and b"received and installed" in said
+    finally:
+        rig.kill(proc)
+        line.close()

@@ -63,8 +63,11 @@ class Port:
         """A tty device (or any readable and writable file) opened for reading and writing."""
         try:
             if MICROPYTHON:
-                f = open(path, "r+b")
-                port = Port(f, f, f.fileno(), path, owned=True)
+                # one file object for both directions fails writes after reads (EINVAL) on this
+                # port; "ab" would create a missing path, so the path must exist first
+                os.stat(path)
+                rfile = open(path, "rb")
+                port = Port(rfile, open(path, "ab"), rfile.fileno(), path, owned=True)
             else:
                 fd = os.open(path, os.O_RDWR | getattr(os, "O_NOCTTY", 0))
                 f = os.fdopen(fd, "r+b", buffering=0)
@@ -135,8 +138,9 @@ class Port:
     def write(self, data):
         try:
             if MICROPYTHON:
-                self.wfile.write(data)
-                self.wfile.flush()
+                self.wfile.write(data)  # unbuffered on the unix port
+                if not self.owned:
+                    self.wfile.flush()  # sys.stdout; a tty file's flush is fsync, EINVAL on a tty
                 return
             view = memoryview(data)
             done = 0
@@ -148,10 +152,11 @@ class Port:
     def close(self):
         self.restore()
         if self.owned:
-            try:
-                self.rfile.close()
-            except OSError:
-                pass
+            for f in (self.rfile, self.wfile):
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
 
 def _is_tty(fd):
