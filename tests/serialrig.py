@@ -5,8 +5,9 @@ Topology::
     host (pyserial on /dev/pts/A)  <->  pty A  <->  Relay  <->  pty B  <->  device (sh, updater receive)
 
 The Relay forwards both ways; it can pace each direction (bytes/s, to emulate 115200 baud 8N1
-at 11520 B/s), and with a seed it deterministically drops, corrupts and stalls bytes, and can
-cut the line (drop everything) after N bytes or on demand.
+at 11520 B/s), and with a seed it drops, corrupts and stalls bytes at positions of each stream
+fixed by the seed (independent of read chunking), and can cut the line (drop everything) after
+N bytes or on demand.
 """
 
 import fcntl
@@ -39,7 +40,8 @@ class Relay(threading.Thread):
         super().__init__(daemon=True)
         self.fds = {"h2d": (host_master, dev_master), "d2h": (dev_master, host_master)}
         self.rate = rate
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.seen = {"h2d": 0, "d2h": 0}  # bytes of each stream offered to the fault schedule
         self.drop, self.corrupt, self.stall = drop, corrupt, stall
         self.stall_ms = stall_ms
         self.chunk = chunk
@@ -52,6 +54,9 @@ class Relay(threading.Thread):
         self.down = False
         self.stopping = False
         self.lock = threading.Lock()
+        if not self.seedless():
+            self.schedule = {way: self._events(way) for way in ("h2d", "d2h")}
+            self.next_event = {way: next(self.schedule[way]) for way in ("h2d", "d2h")}
 
     def cut(self):
         with self.lock:
@@ -69,22 +74,53 @@ class Relay(threading.Thread):
         self.stopping = True
         self.join(5)
 
+    def _events(self, way):
+        """Fault events at byte positions of one direction's stream: (position, kind, argument).
+
+        Positions come from a seeded generator per direction, so where the faults fall in the
+        stream does not depend on how the bytes happen to be chunked by reads. The rates are
+        per 512 bytes (a drop removes 1-48 bytes; a corruption flips one bit; a stall holds the
+        direction for ``stall_ms``).
+        """
+        rng = random.Random("%s-%s" % (self.seed, way))
+        rates = [(kind, p / 512.0) for kind, p in (("drop", self.drop), ("corrupt", self.corrupt),
+                                                     ("stall", self.stall)) if p]
+        total = sum(r for _, r in rates)
+        pos = 0.0
+        while True:
+            pos += rng.expovariate(total)
+            pick = rng.random() * total
+            for kind, rate in rates:
+                if pick < rate:
+                    break
+                pick -= rate
+            arg = {"drop": lambda: rng.randint(1, 48), "corrupt": lambda: 1 << rng.randrange(8),
+                   "stall": lambda: rng.randint(*self.stall_ms) / 1000.0}[kind]()
+            yield int(pos), kind, arg
+
     def _faulty(self, way, data):
-        if self.seedless():
+        start = self.seen[way]
+        self.seen[way] += len(data)
+        if self.seedless() or not data:
             return data
         out = bytearray(data)
-        if self.drop and self.rng.random() < self.drop and out:
-            start = self.rng.randrange(len(out))
-            n = self.rng.randint(1, 48)
-            del out[start:start + n]
-            self.faults["dropped"] += 1
-        if self.corrupt and self.rng.random() < self.corrupt and out:
-            i = self.rng.randrange(len(out))
-            out[i] ^= 1 << self.rng.randrange(8)
-            self.faults["corrupted"] += 1
-        if self.stall and self.rng.random() < self.stall:
-            self.stalled_until[way] = time.monotonic() + self.rng.randint(*self.stall_ms) / 1000.0
-            self.faults["stalls"] += 1
+        removed = 0
+        events = self.schedule[way]
+        while self.next_event[way][0] < start + len(data):
+            pos, kind, arg = self.next_event[way]
+            self.next_event[way] = next(events)
+            i = pos - start - removed
+            if kind == "drop" and 0 <= i < len(out):
+                n = min(arg, len(out) - i)
+                del out[i:i + n]
+                removed += n
+                self.faults["dropped"] += 1
+            elif kind == "corrupt" and 0 <= i < len(out):
+                out[i] ^= arg
+                self.faults["corrupted"] += 1
+            elif kind == "stall":
+                self.stalled_until[way] = time.monotonic() + arg
+                self.faults["stalls"] += 1
         return bytes(out)
 
     def seedless(self):
