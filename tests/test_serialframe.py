@@ -329,3 +329,9 @@ def test_a_failing_install_is_reported_and_the_file_discarded():
     assert doc["error"] == {"type": "TrustError", "message": "installing: the bundle is for board x",
                             "hint": "push the bundle built for y"}
     assert store.discarded >= 1 and not store.data
+
+
+def test_receive_command_lists_the_protocol_encodings():
+    from updater import cmd_console, serialframe
+
+    assert cmd_console.ENCODINGS == serialframe.ENCODINGS

@@ -1,8 +1,10 @@
 """Device commands for the serial console: ``receive`` (the device end of ``updater console push``)."""
 
-from . import serialframe as sf
-from .commands import Opt, command
+from .commands import Lazy, Opt, command
 from .errors import UsageError
+
+sf = Lazy("updater.serialframe")
+ENCODINGS = ("raw", "base64")  # serialframe.ENCODINGS (kept here so option parsing needs no import)
 
 
 def parse_size(text):
@@ -15,7 +17,7 @@ def parse_size(text):
          options=[Opt("--port", "the serial device to use (default: this console, stdin/stdout)", metavar="PATH"),
                   Opt("--baud", "line speed for --port", kind=int, default=115200),
                   Opt("--encoding", "raw (tty in raw mode) or base64 (lines, for consoles that cannot be raw)",
-                      choices=sf.ENCODINGS, default="raw"),
+                      choices=ENCODINGS, default="raw"),
                   Opt("--max-size", "refuse bundles larger than this", metavar="SIZE", default="512M"),
                   Opt("--no-deploy", "only install into the repository (as 'updater install'), do not stage a "
                       "deployment", flag=True, dest="no_deploy"),

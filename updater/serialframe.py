@@ -22,7 +22,6 @@ frames and resynchronises on the next magic.
 """
 
 import binascii
-import json
 import struct
 
 PROTOCOL_VERSION = 1
@@ -121,6 +120,8 @@ def _plain(value, depth=0):
 
 def json_payload(doc):
     """A JSON document for one frame; a result too big for it keeps its scalars only."""
+    import json
+
     data = json.dumps(_plain(doc)).encode()
     if len(data) > MAX_PAYLOAD and isinstance(doc.get("result"), dict):
         slim = dict(doc)
@@ -134,6 +135,8 @@ def json_payload(doc):
 
 
 def parse_json(payload):
+    import json
+
     try:
         doc = json.loads(payload.decode())
     except (ValueError, UnicodeError):
