@@ -4,7 +4,7 @@
 
 Both tools commit the same tar (device nodes removed: neither stores them) into a fresh bare
 repository, then check it out as hard links (`ostree checkout -H`). Targets (issue 2):
-checkout <= 1.0x OSTree, commit <= 1.5x OSTree. Medians of --runs runs; warm page cache.
+checkout <= 1.0x OSTree, commit <= 1.5x OSTree. Medians of --runs runs; warm page cache, file system synced before each timed command.
 """
 
 import argparse
@@ -17,7 +17,7 @@ from common import RESULTS, ROOT, UPDATER, dataset, median, mib, table, timed, w
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     pair = dataset()
     work = os.path.join(RESULTS, "repo_bench")
@@ -28,16 +28,20 @@ def main():
     res = {"u_commit": [], "o_commit": [], "u_checkout": [], "o_checkout": [], "u_rss": [], "o_rss": []}
     for i in range(args.runs):
         ur, orp = os.path.join(work, "u%d" % i), os.path.join(work, "o%d" % i)
+        os.sync()  # each timed command starts with no dirty pages of the previous one
         timed(UPDATER + ["-q", "--repo", ur, "init"], env=env)
         t, rss, _ = timed(UPDATER + ["-q", "--repo", ur, "commit", "--branch", "bench/v1", tar], env=env)
         res["u_commit"].append(t)
         res["u_rss"].append(rss)
         timed(["ostree", "--repo=" + orp, "init", "--mode=bare"])
+        os.sync()
         t, rss, _ = timed(["ostree", "--repo=" + orp, "commit", "--branch=bench/v1", "--tree=tar=" + tar])
         res["o_commit"].append(t)
         res["o_rss"].append(rss)
+        os.sync()
         t, _, _ = timed(UPDATER + ["-q", "--repo", ur, "checkout", "bench/v1", os.path.join(work, "uco%d" % i)], env=env)
         res["u_checkout"].append(t)
+        os.sync()
         t, _, _ = timed(["ostree", "--repo=" + orp, "checkout", "-H", "bench/v1", os.path.join(work, "oco%d" % i)])
         res["o_checkout"].append(t)
     uc, oc = median(res["u_commit"]), median(res["o_commit"])

@@ -95,3 +95,51 @@ def test_booleans_are_not_integers():
         objects.parse_tree(data)
     with pytest.raises(FormatError):
         objects.commit(ID, ID, None, True, "", "", "b/s")
+
+
+def _random_tree(rng):
+    alphabet = "abcXYZ019._-\u00e9\u4e2d"
+    names = set()
+    while len(names) < rng.randrange(0, 12):
+        names.add("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 30))))
+    names = sorted(names)
+    files, dirs = [], []
+    for name in names:
+        oid = bytes(rng.randrange(256) for _ in range(32))
+        if rng.random() < 0.3:
+            dirs.append((name, oid, bytes(rng.randrange(256) for _ in range(32))))
+        else:
+            header = objects.file_header(0o100000 | rng.choice([0o644, 0o755, 0o4755]), rng.choice([0, 1000, 70000]), 0)
+            files.append((name, oid, header, rng.choice([0, 23, 24, 255, 256, 65536, 2 ** 32, 2 ** 40])))
+    return objects.tree(files, dirs)
+
+
+def _outcome(data, fast):
+    try:
+        t = objects.parse_tree(data, fast=fast)
+        return ("ok", t.files, t.dirs)
+    except (FormatError, UnsafePathError) as err:
+        return ("error", type(err).__name__)
+
+
+def test_fast_tree_reader_agrees_with_the_generic_decoder():
+    """The checkout hot path reads trees straight from the bytes; it must accept and refuse
+    exactly what the generic canonical decoder does, on valid trees and damaged ones."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(400):
+        data = _random_tree(rng)
+        assert objects._scan_tree(data) is not None
+        assert _outcome(data, True) == _outcome(data, False)
+        for _ in range(8):
+            damaged = bytearray(data)
+            action = rng.randrange(3)
+            if action == 0 and damaged:
+                damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+            elif action == 1:
+                del damaged[rng.randrange(len(damaged) + 1):]
+            else:
+                damaged.insert(rng.randrange(len(damaged) + 1), rng.randrange(256))
+            damaged = bytes(damaged)
+            assert _outcome(damaged, True) == _outcome(damaged, False), damaged.hex()

@@ -250,7 +250,79 @@ def tree(files, dirs):
     })
 
 
-def parse_tree(data, what="tree"):
+def _arg(data, pos, major):
+    """(argument, next position) of a canonical head of ``major`` at ``pos``; (None, pos) otherwise."""
+    if pos >= len(data) or data[pos] >> 5 != major:
+        return None, pos
+    info = data[pos] & 31
+    if info < 24:
+        return info, pos + 1
+    if info > 27:
+        return None, pos
+    size = (1, 2, 4, 8)[info - 24]
+    end = pos + 1 + size
+    if end > len(data):
+        return None, pos
+    value = data[pos + 1] if size == 1 else int.from_bytes(data[pos + 1 : end], "big")
+    if value < (24, 0x100, 0x10000, 0x100000000)[info - 24]:
+        return None, pos
+    return value, end
+
+
+def _string(data, pos, major):
+    n, pos = _arg(data, pos, major)
+    if n is None or pos + n > len(data):
+        return None, pos
+    return data[pos : pos + n], pos + n
+
+
+def _scan_tree(data):
+    """The canonical tree shape read straight from the bytes (checkout's hot path).
+
+    Returns (files, dirs) with names as UTF-8 bytes, or None at the first byte that differs from
+    the one shape a canonical tree can have; parse_tree then falls back to the generic decoder,
+    which names the fault. tests/test_objects.py checks both paths agree on valid and damaged trees.
+    """
+    if data[:6] != b"\xa2\x64dirs":
+        return None
+    count, pos = _arg(data, 6, 4)
+    if count is None:
+        return None
+    dirs = []
+    for _ in range(count):
+        if data[pos : pos + 1] != b"\x83":
+            return None
+        name, pos = _string(data, pos + 1, 3)
+        if name is None or data[pos : pos + 2] != b"\x58\x20" or data[pos + 34 : pos + 36] != b"\x58\x20":
+            return None
+        dirs.append((name, data[pos + 2 : pos + 34], data[pos + 36 : pos + 68]))
+        pos += 68
+    if data[pos : pos + 6] != b"\x65files":
+        return None
+    count, pos = _arg(data, pos + 6, 4)
+    if count is None:
+        return None
+    files = []
+    for _ in range(count):
+        if data[pos : pos + 1] != b"\x84":
+            return None
+        name, pos = _string(data, pos + 1, 3)
+        if name is None or data[pos : pos + 2] != b"\x58\x20":
+            return None
+        oid = data[pos + 2 : pos + 34]
+        header, pos = _string(data, pos + 34, 2)
+        if header is None:
+            return None
+        size, pos = _arg(data, pos, 0)
+        if size is None:
+            return None
+        files.append((name, oid, header, size))
+    if pos != len(data) or len(dirs) + len(files) > 8 * 1024 * 1024:
+        return None
+    return files, dirs
+
+
+def _generic_tree(data, what):
     value = cbor.decode(data, what, max_depth=4, max_items=8 * 1024 * 1024)
     if not isinstance(value, dict) or len(value) != 2 or "files" not in value or "dirs" not in value:
         raise FormatError("%s: expected a map with 'files' and 'dirs'" % what)
@@ -258,35 +330,54 @@ def parse_tree(data, what="tree"):
     dirs = value["dirs"]
     if not isinstance(files, list) or not isinstance(dirs, list):
         raise FormatError("%s: 'files' and 'dirs' must be arrays" % what)
+    out_files = []
+    for entry in files:
+        if (not isinstance(entry, list) or len(entry) != 4 or not isinstance(entry[0], str)
+                or not isinstance(entry[1], bytes) or len(entry[1]) != ID_LEN
+                or not isinstance(entry[2], bytes) or not is_int(entry[3]) or entry[3] < 0):
+            raise FormatError("%s: malformed file entry %r" % (what, entry[:1]))
+        out_files.append((entry[0].encode("utf-8"), entry[1], entry[2], entry[3]))
+    out_dirs = []
+    for entry in dirs:
+        if (not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], str)
+                or not isinstance(entry[1], bytes) or len(entry[1]) != ID_LEN
+                or not isinstance(entry[2], bytes) or len(entry[2]) != ID_LEN):
+            raise FormatError("%s: malformed directory entry %r" % (what, entry[:1]))
+        out_dirs.append((entry[0].encode("utf-8"), entry[1], entry[2]))
+    return out_files, out_dirs
+
+
+def _check_entry_name(raw, prev, what, kind):
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeError:
+        raise FormatError("%s: a %s name that is not valid UTF-8" % (what, kind))
+    check_name(name, what)
+    if prev is not None and raw <= prev:
+        raise FormatError("%s: %s entries out of order or duplicated at '%s'" % (what, kind, name))
+    return name
+
+
+def parse_tree(data, what="tree", fast=True):
+    """Tree from canonical bytes: names validated, entries sorted and unique, sizes bounded."""
+    scanned = _scan_tree(data) if fast else None
+    files, dirs = scanned if scanned is not None else _generic_tree(data, what)
     names = {}
     prev = None
     out_files = []
-    for entry in files:
-        if (not isinstance(entry, list) or len(entry) != 4 or not isinstance(entry[1], bytes)
-                or len(entry[1]) != ID_LEN or not isinstance(entry[2], bytes)
-                or not is_int(entry[3]) or entry[3] < 0):
-            raise FormatError("%s: malformed file entry %r" % (what, entry[:1]))
-        check_name(entry[0], what)
-        key = entry[0].encode("utf-8")
-        if prev is not None and key <= prev:
-            raise FormatError("%s: file entries out of order or duplicated at '%s'" % (what, entry[0]))
-        prev = key
-        names[entry[0]] = True
-        out_files.append((entry[0], entry[1], entry[2], entry[3]))
+    for raw, oid, header, size in files:
+        name = _check_entry_name(raw, prev, what, "file")
+        prev = raw
+        names[name] = True
+        out_files.append((name, oid, header, size))
     prev = None
     out_dirs = []
-    for entry in dirs:
-        if (not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[1], bytes)
-                or len(entry[1]) != ID_LEN or not isinstance(entry[2], bytes) or len(entry[2]) != ID_LEN):
-            raise FormatError("%s: malformed directory entry %r" % (what, entry[:1]))
-        check_name(entry[0], what)
-        key = entry[0].encode("utf-8")
-        if prev is not None and key <= prev:
-            raise FormatError("%s: directory entries out of order or duplicated at '%s'" % (what, entry[0]))
-        if entry[0] in names:
-            raise FormatError("%s: '%s' is both a file and a directory" % (what, entry[0]))
-        prev = key
-        out_dirs.append((entry[0], entry[1], entry[2]))
+    for raw, tid, mid in dirs:
+        name = _check_entry_name(raw, prev, what, "directory")
+        if name in names:
+            raise FormatError("%s: '%s' is both a file and a directory" % (what, name))
+        prev = raw
+        out_dirs.append((name, tid, mid))
     return Tree(out_files, out_dirs)
 
 

@@ -17,7 +17,7 @@ canonical CBOR bytes.
 
 from . import fs, ini, objects
 from .errors import (AmbiguousError, ConfigError, FormatError, IntegrityError, NotFoundError,
-                     UnsupportedError)
+                     StorageError, UnsupportedError)
 from .objects import from_hex, to_hex
 
 REPO_FORMAT = 1
@@ -110,10 +110,13 @@ class Repo:
     def read_object(self, oid, kind):
         """The verified bytes of a tree, meta or commit object."""
         path = self.object_path(oid, kind)
-        if fs.lstat(path) is None:
-            raise NotFoundError("reading %s object %s: it is missing from %s" % (kind, to_hex(oid), self.path),
-                                "run updater fsck; pull again to repair the repository")
-        data = fs.read_bytes(path, _LIMITS[kind], "reading %s object" % kind)
+        try:
+            data = fs.read_bytes(path, _LIMITS[kind], "reading %s object" % kind)
+        except StorageError:
+            if fs.lstat(path) is None:
+                raise NotFoundError("reading %s object %s: it is missing from %s" % (kind, to_hex(oid), self.path),
+                                    "run updater fsck; pull again to repair the repository")
+            raise
         if objects.sha256(data) != oid:
             raise IntegrityError("reading %s object %s: corrupt (its bytes hash to %s)"
                                  % (kind, to_hex(oid), to_hex(objects.sha256(data))),
