@@ -122,9 +122,11 @@ def main():
     disk = None
     for i in range(args.runs):
         dest = os.path.join(work, "oco%d" % i)
+        os.sync()  # every timed step starts with no dirty pages left by the previous one's clean-up
         t, _, _ = timed(["ostree", "--repo=" + orepo, "checkout", "-H", "v2", dest])
         res["ostree"].append(t)
         shutil.rmtree(dest)
+        os.sync()
         start = time.monotonic()
         phases, end, merge_start, result = deploy_in_process(sysroot, ids[1], "new")
         res["deploy"].append(end - start)
@@ -139,10 +141,12 @@ def main():
         # merge and finish: from the "merging" mark to the end, split by re-timing the merge alone
         res["finish"].append(end - merge_start)
         shutil.rmtree(os.path.join(deploy_dir, name))
+        os.sync()
         start = time.monotonic()
         phases, end, merge_start, result = deploy_in_process(sysroot, ids[1], "all")
         res["verify_all"].append(end - start)
         shutil.rmtree(os.path.join(deploy_dir, result["deployment"]))
+        os.sync()
         t, _, _ = timed(UPDATER + ["-q", "--sysroot", sysroot, "deploy", BRANCH], env=env)
         res["cli"].append(t)
         shutil.rmtree(os.path.join(deploy_dir, [n for n in os.listdir(deploy_dir) if n != v1_name][0]))
