@@ -18,8 +18,10 @@ def write(root, rel, data, mode=0o644):
 
 
 def sample(root, version):
-    """A small OS tree: kernel, init, /etc with a subdirectory, a library, a symlink, an empty file."""
+    """A small OS tree: kernel, initramfs, device tree, init, /etc with a subdirectory, a library, a symlink, an empty file."""
     write(root, "boot/vmlinuz", b"kernel %s\n" % version.encode() * 50)
+    write(root, "boot/initrd.img", b"initramfs\n" * 20)
+    write(root, "boot/dtbs/am335x-boneblack.dtb", b"\xd0\x0d\xfe\xed device tree\n")
     write(root, "sbin/init", b"#!/bin/sh\necho init\n", 0o755)
     write(root, "etc/hostname", b"device\n")
     write(root, "etc/motd", b"welcome to version %s\n" % version.encode())

@@ -39,11 +39,13 @@ def write_tree(root, files):
 
 
 def os_files(version="1.0"):
-    """A small OS tree: kernel, initrd, /etc, hard links, a symlink, an empty file, a long file."""
+    """A small OS tree: kernel, initrd, init, /etc, hard links, a symlink, an empty file, a long file."""
     rnd = hashlib.sha256(version.encode()).digest()
     return {
         "boot/vmlinuz": rnd * 40000,
         "boot/initrd.img": rnd[::-1] * 3000,
+        "sbin/init": b"#!/bin/sh\nexec /bin/sh\n",
+        "boot/dtbs/am335x-boneblack.dtb": b"\xd0\x0d\xfe\xed" + rnd,
         "etc/app.conf": b"version=%s\n" % version.encode(),
         "etc/hostname": b"unit\n",
         "usr/bin/hello": b"#!/bin/sh\necho hello\n",

@@ -444,3 +444,26 @@ def test_two_upgrades_at_once_over_a_remote(tmp_path):
     assert sorted(bool(d["deploy"]) for d in docs) == [False, True]
     assert [d["up_to_date"] for d in docs if not d["deploy"]] == ["staged"]
     assert len(deployed(dev)) == 2 and dev.fsck()[0] == 0
+
+
+def test_uboot_device_refuses_a_commit_it_could_not_boot(tmp_path):
+    """A U-Boot device stages nothing that lacks the kernel, initramfs, device tree or init the
+    board's boot script and early boot load: the error names the missing path and the board."""
+    import shutil
+
+    dev = make_device(str(tmp_path), board="beaglebone-black", bootloader="uboot")
+    image = os.path.join(dev.path, "env.img")
+    with open(image, "wb") as f:
+        f.write(b"\0" * 0x2A0000)
+    rc, out, err = run_cli(["--board", "beaglebone-black", "env", "set", "--env-file", image, "--force", "upd_limit=3"])
+    assert rc == 0, err
+    dev.env_image, dev.board, dev.extra = "env.img", "beaglebone-black", ["--env-file", image]
+    branch = "beaglebone-black/stable"
+    for missing in ("boot/vmlinuz", "boot/initrd.img", "boot/dtbs/am335x-boneblack.dtb", "sbin/init"):
+        src = sample(str(tmp_path / ("v-" + missing.replace("/", "_"))), "1")
+        os.remove(os.path.join(src, missing))
+        commit(dev, src, "1", branch=branch)
+        rc, d, err = jrun(dev, "deploy", branch)
+        assert rc == 1 and "has no /%s" % missing in err and "beaglebone-black" in err, err
+        assert deployed(dev) == []
+        shutil.rmtree(src)

@@ -25,7 +25,7 @@ kept unstaged by the next run) or the new one pointing at a complete deployment.
 import time
 
 from . import checkout, deployments, etcmerge, fs, objects
-from .errors import IntegrityError, NotFoundError, TrustError, UpdaterError
+from .errors import BootError, IntegrityError, NotFoundError, TrustError, UpdaterError
 from .objects import to_hex
 from .sysroot import records, set_result
 
@@ -131,6 +131,34 @@ def check_board(config, commit, commit_id):
                          "deploy a commit of this board's branch, e.g. %s/stable" % config.board)
 
 
+def check_bootable(config, repo, commit, commit_id):
+    """U-Boot devices: refuse a commit that lacks what the boot script and early boot load.
+
+    Staging it would only cost a trial boot (U-Boot and the early boot fall back), but a device
+    that keeps being offered such a commit would never move on; say it plainly instead."""
+    if config.bootloader != "uboot" or not config.board:
+        return
+    from . import board as board_mod
+    from .trees import lookup
+
+    board = board_mod.load(config.board)
+    needed = [(board.boot.kernel, "the kernel the boot script loads")]
+    if board.boot.initrd:
+        needed.append((board.boot.initrd, "the initramfs the boot script loads"))
+    if board.boot.fdt:
+        needed.append((board.boot.fdt, "the device tree the boot script loads"))
+    needed.append(("sbin/init", "what the early boot starts"))
+    for path, what in needed:
+        try:
+            entry = lookup(repo, commit_id, path)
+        except NotFoundError:
+            entry = None
+        if entry is None or entry.kind != "file":
+            raise BootError("deploying %s: the commit has no /%s (%s on board %s); it could not boot"
+                            % (to_hex(commit_id)[:12], path, what, board.name),
+                            "build the image with it, or correct [boot] in board-configs/%s.conf" % board.name)
+
+
 def clean_interrupted(sysroot):
     """Remove leftovers of interrupted work: half-built deployments, repository and sysroot tmp."""
     out = {"deploy_tmp": fs.clean_temps(sysroot.deploy_dir), "sysroot_tmp": fs.clean_temps(sysroot.tmp_dir)}
@@ -212,6 +240,7 @@ def deploy(sysroot, commit_id, progress=None, verify=None, booted=None, say=None
     recs = records(state)
     commit = repo.load_commit(commit_id)
     check_board(config, commit, commit_id)
+    check_bootable(config, repo, commit, commit_id)
     source = merge_source(sysroot, contract, booted)
     base_id = None
     if source is not None:
