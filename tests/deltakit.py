@@ -7,6 +7,8 @@ import socket
 import threading
 import time
 
+from devicekit import write  # noqa: F401  (the test kits share one file writer)
+
 from updater.host import deltagen, publish
 from updater.host import keys as keys_mod
 from updater.host import serve
@@ -16,14 +18,6 @@ from updater.sysroot import DeviceConfig, Sysroot
 
 BRANCH = "qemu-arm64/stable"
 BOARD = "qemu-arm64"
-
-
-def write(root, rel, data, mode=0o644):
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)
 
 
 def blob(seed, size):

@@ -372,12 +372,8 @@ def test_cmdline_parsing():
     assert booted_from_cmdline(b"updater.deployment=") is None
 
 
-def test_uboot_device_keeps_a_fallback_for_a_lost_environment(tmp_path):
-    """U-Boot backend: staging is one env write; boot/updater-env.txt names the known-good
-    deployment so boot.cmd can still boot when both env copies are lost; `boot` then reports
-    the lost environment and writes a whole one again with the running deployment as known-good."""
-    from updater import bootloader, ubootenv
-
+def uboot_device(tmp_path):
+    """A beaglebone-black device whose redundant eMMC env lives in an image file."""
     dev = make_device(str(tmp_path), board="beaglebone-black", bootloader="uboot")
     image = os.path.join(dev.path, "env.img")
     with open(image, "wb") as f:
@@ -385,6 +381,16 @@ def test_uboot_device_keeps_a_fallback_for_a_lost_environment(tmp_path):
     rc, out, err = run_cli(["--board", "beaglebone-black", "env", "set", "--env-file", image, "--force", "upd_limit=3"])
     assert rc == 0, err
     dev.env_image, dev.board, dev.extra = "env.img", "beaglebone-black", ["--env-file", image]
+    return dev
+
+
+def test_uboot_device_keeps_a_fallback_for_a_lost_environment(tmp_path):
+    """U-Boot backend: staging is one env write; boot/updater-env.txt names the known-good
+    deployment so boot.cmd can still boot when both env copies are lost; `boot` then reports
+    the lost environment and writes a whole one again with the running deployment as known-good."""
+    from updater import bootloader, ubootenv
+
+    dev = uboot_device(tmp_path)
     branch = "beaglebone-black/stable"
     commit(dev, sample(str(tmp_path / "v1"), "1"), "1", branch=branch)
     rc, d, err = jrun(dev, "deploy", branch)
@@ -402,7 +408,7 @@ def test_uboot_device_keeps_a_fallback_for_a_lost_environment(tmp_path):
     assert booted == d["deployment"] and rc == 0, err
     with open(os.path.join(dev.path, "boot", "updater-env.txt")) as f:
         assert ubootenv.parse_text(f.read())["upd_current"] == booted
-    with open(image, "r+b") as f:  # both copies lost
+    with open(os.path.join(dev.path, "env.img"), "r+b") as f:  # both copies lost
         f.seek(0x260000)
         f.write(b"\0" * 0x40000)
     assert not dev.contract()["env_ok"]
@@ -451,13 +457,7 @@ def test_uboot_device_refuses_a_commit_it_could_not_boot(tmp_path):
     board's boot script and early boot load: the error names the missing path and the board."""
     import shutil
 
-    dev = make_device(str(tmp_path), board="beaglebone-black", bootloader="uboot")
-    image = os.path.join(dev.path, "env.img")
-    with open(image, "wb") as f:
-        f.write(b"\0" * 0x2A0000)
-    rc, out, err = run_cli(["--board", "beaglebone-black", "env", "set", "--env-file", image, "--force", "upd_limit=3"])
-    assert rc == 0, err
-    dev.env_image, dev.board, dev.extra = "env.img", "beaglebone-black", ["--env-file", image]
+    dev = uboot_device(tmp_path)
     branch = "beaglebone-black/stable"
     for missing in ("boot/vmlinuz", "boot/initrd.img", "boot/dtbs/am335x-boneblack.dtb", "sbin/init"):
         src = sample(str(tmp_path / ("v-" + missing.replace("/", "_"))), "1")

@@ -55,6 +55,19 @@ def prepare_dest(dest):
                            "give a new or empty directory")
 
 
+def _try_link(repo, src, path, entry):
+    """Hard-link the object; False where a copy must do instead (EXDEV, EMLINK, not permitted)."""
+    try:
+        fs.link(src, path)
+        return True
+    except OSError as err:
+        if fs.errno_of(err) == fs.ENOENT:
+            repo.verify_file(entry[1], entry[2], entry[3])  # names the missing object
+        if fs.errno_of(err) not in _COPY_ERRNOS:
+            raise fs.fail("linking %s to" % src, path, err)
+        return False
+
+
 def _place_file(repo, entry, path, force_copy, stats):
     name, oid, header, size = entry
     hdr = repo.header(header)
@@ -63,14 +76,9 @@ def _place_file(repo, entry, path, force_copy, stats):
     stats.files += 1
     if hdr.is_link():
         stats.symlinks += 1
-        if not force_copy:
-            try:
-                fs.link(src, path)
-                stats.linked += 1
-                return
-            except OSError as err:
-                if fs.errno_of(err) not in _COPY_ERRNOS:
-                    raise fs.fail("linking %s to" % src, path, err)
+        if not force_copy and _try_link(repo, src, path, entry):
+            stats.linked += 1
+            return
         fs.symlink(hdr.target, path)
         if owner:
             fs.apply_meta(path, hdr.mode, hdr.uid, hdr.gid)
@@ -83,16 +91,9 @@ def _place_file(repo, entry, path, force_copy, stats):
         fs.apply_meta(path, hdr.mode, hdr.uid, hdr.gid, hdr.xattrs, owner)
         stats.created_empty += 1
         return
-    if not force_copy:
-        try:
-            fs.link(src, path)
-            stats.linked += 1
-            return
-        except OSError as err:
-            if fs.errno_of(err) == fs.ENOENT:
-                repo.verify_file(oid, header, size)
-            if fs.errno_of(err) not in _COPY_ERRNOS:
-                raise fs.fail("linking %s to" % src, path, err)
+    if not force_copy and _try_link(repo, src, path, entry):
+        stats.linked += 1
+        return
     fs.copy_file(src, path, 0o600)
     fs.apply_meta(path, hdr.mode, hdr.uid, hdr.gid, hdr.xattrs, owner)
     stats.copied += 1
