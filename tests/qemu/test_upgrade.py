@@ -30,7 +30,7 @@ def test_upgrade_inside_the_guest(rig, tmp_path, provisioned):
     assert (name, version, rc) == (a, "v1", 0), said
 
     flow.mount_updates(m)
-    rc, out = flow.upgrade(m, trace="1")  # every durable operation listed in /tmp/upgrade.err
+    rc, out = flow.upgrade(m, trace="1")  # every durable operation listed in /run/upgrade.err
     b = rel.deployment("v2")
     assert "Pulled %s version v2" % rel.branch in out and re.search(r"using (a )?delta", out), out
     assert "Deployed version v2" in out and "It boots at the next restart, on trial" in out, out
@@ -38,7 +38,7 @@ def test_upgrade_inside_the_guest(rig, tmp_path, provisioned):
     _, counts = m.sh("awk '$1 == \"updater-op\" { n++; p = $4; "
                      "if ($3 == \"write_phys\") e++; else if (p ~ /\\/updater\\/deploy\\//) d++; "
                      "else if (p ~ /\\/updater\\/(repo|tmp)\\//) r++; else s++ } "
-                     "END { printf \"%d %d %d %d %d\", n, r, d, e, s }' /tmp/upgrade.err")
+                     "END { printf \"%d %d %d %d %d\", n, r, d, e, s }' /run/upgrade.err")
     total, pulled, deployed, env_ops, other = [int(x) for x in counts.split()]
     assert pulled > 0 and deployed > 0 and env_ops > 0 and total == pulled + deployed + env_ops + other
     rig.note("in-guest upgrade v1 -> v2: %d durable operations: %d repository/pull, %d deployment, "

@@ -37,9 +37,9 @@ def mount_updates(m):
 
 
 def upgrade(m, trace="", timeout=240, check=True):
-    """`updater upgrade` in the guest (stderr, with progress and any trace, into /tmp/upgrade.err)."""
+    """`updater upgrade` in the guest (stderr, with progress and any trace, into /run/upgrade.err)."""
     env = "UPDATER_TRACE_OPS=%s " % trace if trace else ""
-    return m.sh("%supdater --sysroot /sysroot upgrade 2>/tmp/upgrade.err" % env, timeout, check)
+    return m.sh("%supdater --sysroot /sysroot upgrade 2>/run/upgrade.err" % env, timeout, check)
 
 
 def json_of(text):
