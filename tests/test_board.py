@@ -135,7 +135,7 @@ def test_fw_env_config_export():
     with pytest.raises(UnsupportedError) as err:
         board_mod.fw_env_config(qemu)
     assert "--env-file" in err.value.hint
-    assert board_mod.fw_env_config(qemu, "/tmp/flash1.img").splitlines()[-1] == "/tmp/flash1.img 0x0 0x40000 0x40000"
+    assert board_mod.fw_env_config(qemu, "images/flash1.img").splitlines()[-1] == "images/flash1.img 0x0 0x40000 0x40000"
 
 
 def test_settings_and_bootargs():

@@ -6,6 +6,7 @@ import os
 import queue
 import random
 import struct
+import tempfile
 import threading
 
 import pytest
@@ -266,8 +267,8 @@ def run_pair(data, seed, faults, store=None, installer=None):
     t = threading.Thread(target=lambda: summary.update(receive.receive(
         End(h2d, d2h), store, installer or install, idle_timeout_ms=5000, linger_ms=300)))
     t.start()
-    path = "/tmp/serialframe-%d-%d" % (os.getpid(), seed)
-    with open(path, "wb") as f:
+    fd, path = tempfile.mkstemp(prefix="serialframe-%d-" % seed)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
     try:
         sender = Sender(End(d2h, h2d), path, payload=512, window=4096, rto=0.3, line_timeout=5)

@@ -90,9 +90,10 @@ class MemoryStorage:
         if not self.nor:
             self.buf[offset:offset + len(data)] = data
             return
-        buf = self.buf
-        for i in range(len(data)):
-            buf[offset + i] &= data[i]
+        # NOR programming only clears bits: AND the whole span at once (big-int, not per byte)
+        n = len(data)
+        old = int.from_bytes(bytes(self.buf[offset:offset + n]), "big")
+        self.buf[offset:offset + n] = (old & int.from_bytes(bytes(data), "big")).to_bytes(n, "big")
 
     def erase(self, offset, size):
         self._check(offset, size, "erasing")

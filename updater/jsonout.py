@@ -3,6 +3,8 @@
 MicroPython's json.dumps has no sort_keys or indent, and its dict order is not insertion order.
 """
 
+import binascii
+
 _ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
@@ -21,7 +23,7 @@ def _string(text):
 
 
 def _hexbytes(data):
-    return "".join("%02x" % b for b in data)
+    return binascii.hexlify(data).decode()
 
 
 def dumps(value, indent=2, level=0):

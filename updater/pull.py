@@ -8,7 +8,7 @@ Order (each step only after the previous one verified):
 4. a static delta from a commit the repository has (else the full delta): superblock checked
    against the signed size and hash, then its from/to and commit, then the commit against the
    summary, branch and board (T5); free space (parts + objects + [deploy] reserve) checked before
-   anything is written; parts downloaded into SYSROOT/updater/tmp/pull/<SHA-256>.part with
+   anything is written; parts downloaded into the sysroot tmp directory as pull/<SHA-256>.part with
    ``Range`` (an interrupted pull resumes there), each hash-checked, then applied
    (updater.deltaapply: every object re-hashed);
 5. objects still missing (no delta, a failed delta, a pruned base) fetched one by one
@@ -18,10 +18,8 @@ A failure leaves the repository consistent: objects are content-addressed and on
 reachable when the ref moves.
 """
 
-import os
-
 from . import bundle, deltaapply, fetch, fs, objects, objpull, signature, summary, trust
-from .errors import (ConfigError, FetchError, FormatError, IntegrityError, LockedError, NotFoundError,
+from .errors import (ConfigError, FetchError, FormatError, IntegrityError, NotFoundError,
                      SpaceError, TrustError, UnsupportedError)
 from .objects import to_hex
 
@@ -275,23 +273,11 @@ class _Pull:
 
 
 def _locked(sysroot, lock, wait, notify, fn):
-    """Run ``fn`` holding the sysroot lock (unless ``lock`` is False or this process holds it)."""
-    held = None
-    if lock:
-        try:
-            held = sysroot.lock(False)
-        except LockedError:
-            getpid = getattr(os, "getpid", None)
-            mine = getpid is not None and fs.FileLock(sysroot.lock_path, "").holder().startswith("pid %d:" % getpid())
-            if not mine:
-                if not wait:
-                    raise
-                held = sysroot.lock(True, notify)
-    try:
+    """Run ``fn`` holding the sysroot lock (re-entrant: ``upgrade`` already holds it)."""
+    if not lock:
         return fn()
-    finally:
-        if held is not None:
-            held.release()
+    with sysroot.lock(wait, notify):
+        return fn()
 
 
 def pull(sysroot, progress=None, fetcher=None, branch=None, have=None, now=None, lock=True, wait=True,

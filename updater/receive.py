@@ -12,6 +12,7 @@ Runs on CPython and MicroPython.
 """
 
 from . import fs
+from .objects import to_hex
 from . import receiver as rv
 from . import serialframe as sf
 from .progress import elapsed_ms, now_ms
@@ -36,8 +37,6 @@ class Clock:
         return self.total
 
 
-def _hex(data):
-    return "".join("%02x" % b for b in data)
 
 
 class StagingStore:
@@ -54,7 +53,7 @@ class StagingStore:
         self.held = 0
 
     def begin(self, size, digest):
-        name = STAGING_PREFIX + _hex(digest)
+        name = STAGING_PREFIX + to_hex(digest)
         fs.makedirs(self.tmp_dir)
         for entry in fs.listdir(self.tmp_dir):
             if entry.startswith(STAGING_PREFIX) and entry != name:
@@ -106,7 +105,7 @@ def _install(rx, store, install, send, clock):
     except Exception as err:  # noqa: BLE001 - every failure, even a bug, reaches the technician
         doc = sf.error_doc("install", err)
     doc["size"] = rx.size
-    doc["sha256"] = _hex(rx.digest)
+    doc["sha256"] = to_hex(rx.digest)
     return doc
 
 
@@ -190,7 +189,7 @@ def bundle_installer(sysroot, say=None, deploy=True):
 
 def summarize(pulled, cid, up_to_date, deployed):
     """The install result the host shows (one frame: scalars only)."""
-    out = {"commit": _hex(cid) if cid is not None else None, "up_to_date": up_to_date}
+    out = {"commit": to_hex(cid) if cid is not None else None, "up_to_date": up_to_date}
     if isinstance(pulled, dict):
         for key in ("version", "changed", "delta", "delta_used", "delta_error", "objects_fetched"):
             if key in pulled and not isinstance(pulled[key], (dict, list)):

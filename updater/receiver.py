@@ -5,6 +5,7 @@ and MicroPython. The frame format is updater.serialframe; the exchange is in
 docs/serial-protocol.md. updater.receive runs it on the console.
 """
 
+from .objects import to_hex
 from .serialframe import (ABORT, ACK, BYE, DATA, DEFAULT_MAX_TOTAL, END, HELLO, MAX_PAYLOAD, MAX_TOTAL_LIMIT, NAK,
                           PROGRESS, RESULT, STATE, STATE_ACTIVE, STATE_COMPLETE, error_doc, json_payload,
                           parse_identity, state_payload)
@@ -161,7 +162,7 @@ class Receiver:
 
             return self._fail("verify", IntegrityError(
                 "verifying the received file: expected %d bytes with SHA-256 %s, got %d bytes with %s; "
-                "the file was discarded" % (self.size, _hex(self.digest), size, _hex(digest)),
+                "the file was discarded" % (self.size, to_hex(self.digest), size, to_hex(digest)),
                 "push again (it starts from the beginning); if it fails again, check the cable"), now)
         return self._out([(PROGRESS, 0, json_payload({"stage": "verified", "done": size, "total": size}))], now)
 
@@ -183,5 +184,3 @@ class Receiver:
         return []
 
 
-def _hex(data):
-    return "".join("%02x" % b for b in data)

@@ -104,7 +104,7 @@ def parse_state(payload):
 def _plain(value, depth=0):
     """JSON-ready copy: bytes as hex, tuples as lists; below depth 3 only scalars are kept."""
     if isinstance(value, (bytes, bytearray)):
-        return "".join("%02x" % b for b in value)
+        return binascii.hexlify(value).decode()
     if isinstance(value, dict):
         if depth >= 3:
             return None

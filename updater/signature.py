@@ -26,6 +26,7 @@ not verify: TrustError. ``threshold`` distinct trusted keys must verify (default
 The blob is untrusted input: it is size-limited and decoded with tight bounds.
 """
 
+import binascii
 import hashlib
 
 from . import cbor, ed25519
@@ -53,7 +54,7 @@ def key_id(public_key):
 
 
 def hexid(kid):
-    return "".join("%02x" % b for b in kid)
+    return binascii.hexlify(kid).decode()
 
 
 def _check_purpose(purpose):

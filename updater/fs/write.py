@@ -1,5 +1,6 @@
 """File-system layer: creating, writing, renaming, linking and removing, durably."""
 
+import binascii
 import os
 
 from ..errors import UnsupportedError
@@ -57,7 +58,7 @@ def sync_fs(path):
 def temp_name(directory, stem="x"):
     _tmp_counter[0] += 1
     rnd = os.urandom(6)
-    tag = "".join("%02x" % b for b in rnd)
+    tag = binascii.hexlify(rnd).decode()
     return join(directory, "%s%s-%s-%d" % (TMP_PREFIX, stem, tag, _tmp_counter[0]))
 
 
@@ -231,12 +232,16 @@ def copy_file(src, dst, mode=0o644):
     out.close()
 
 
-def write_stream(path, chunks, mode=0o644):
-    """Write an iterable of byte chunks to the new file ``path`` (no fsync: see Staging)."""
+def write_stream(path, chunks, mode=0o644, sync=False):
+    """Write an iterable of byte chunks to the new file ``path``; fsync it if ``sync`` (batches
+    leave that to Staging). On any error the file is removed."""
     out = create_exclusive(path, mode)
     try:
         for chunk in chunks:
             out.write(chunk)
+        if sync:
+            _op("fsync", path)
+            _fsync_file(out)
     except OSError as err:
         out.close()
         remove(path, missing_ok=True)

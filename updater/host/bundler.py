@@ -7,7 +7,6 @@ on disk (publish after generating the delta), so the device can verify everythin
 signature alone.
 """
 
-import os
 
 from .. import bundle, delta, fs, summary
 from ..errors import ConfigError, NotFoundError
@@ -74,29 +73,27 @@ def plan(repo, to_id, from_id=None):
 def write(repo, to_id, from_id, out):
     """Write the bundle file ``out`` (atomically); returns a report dict."""
     files = plan(repo, to_id, from_id)
-    sizes = [(name, os.path.getsize(path)) for name, path in files]
+    sizes = [(name, fs.lstat(path).size) for name, path in files]
     header = bundle.encode_index(sizes)
-    directory = os.path.dirname(os.path.abspath(out))
+    directory = fs.dirname(fs.abspath(out))
     tmp = fs.temp_name(directory, "bundle")
-    total = len(header)
-    with open(tmp, "wb") as f:
-        try:
-            f.write(header)
-            for name, path in files:
-                with open(path, "rb") as src:
-                    while True:
-                        block = src.read(1 << 20)
-                        if not block:
-                            break
-                        f.write(block)
-                        total += len(block)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            os.unlink(tmp)
-            raise
+    written = [0]
+
+    def chunks():
+        yield header
+        for name, path in files:
+            with fs.open_read(path) as src:
+                while True:
+                    block = src.read(1 << 20)
+                    if not block:
+                        break
+                    written[0] += len(block)
+                    yield block
+
+    fs.write_stream(tmp, chunks(), sync=True)
     fs.rename(tmp, out)
     fs.fsync_dir(directory)
+    total = len(header) + written[0]
     return {"bundle": out, "size": total, "delta": delta.delta_name(from_id, to_id),
             "from": to_hex(from_id) if from_id else None, "to": to_hex(to_id),
             "entries": [name for name, _ in files]}

@@ -9,9 +9,9 @@ LineDown is raised when nothing at all is heard for ``line_timeout`` seconds: th
 reconnect and call ``run()`` again, which resumes where the receiver stands.
 """
 
-import hashlib
 import time
 
+from .. import fs
 from .. import serialframe as sf
 from ..errors import FetchError
 from .console import LineDown
@@ -21,16 +21,8 @@ HELLO_INTERVAL = 1.0
 
 def file_identity(path):
     """(size, sha256 digest) of a file, read in chunks."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            h.update(block)
-            size += len(block)
-    return size, h.digest()
+    digest, size = fs.sha256_file(path)
+    return size, digest
 
 
 class Stats:
