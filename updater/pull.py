@@ -19,8 +19,7 @@ reachable when the ref moves.
 """
 
 from . import bundle, deltaapply, fetch, fs, objects, objpull, signature, summary, trust
-from .errors import (ConfigError, FetchError, FormatError, IntegrityError, NotFoundError,
-                     SpaceError, TrustError, UnsupportedError)
+from .errors import ConfigError, FetchError, FormatError, IntegrityError, NotFoundError, TrustError, UnsupportedError
 from .objects import to_hex
 
 PULL_FORMAT = 1
@@ -55,15 +54,6 @@ class Progress:
         for chunk in chunks:
             yield chunk
             self.add(len(chunk))
-
-
-def check_space(sysroot, need, what):
-    """SpaceError unless ``need`` bytes fit above the configured [deploy] reserve."""
-    reserve = sysroot.config().reserve
-    free = fs.free_bytes(sysroot.dir)
-    if need + reserve > free:
-        raise SpaceError("%s: needs %d bytes plus the reserve of %d, only %d are free"
-                         % (what, need, reserve, free), "free some space (updater prune) and pull again")
 
 
 class _Pull:
@@ -196,7 +186,7 @@ class _Pull:
             st = fs.lstat(self.part_path(part))
             pending += part.size - (st.size if st is not None and st.size <= part.size else 0)
         self.clean_parts(keep)
-        check_space(self.sysroot, pending + len(data) + sb.object_bytes(), "pulling delta %s" % d.name())
+        self.sysroot.check_space(pending + len(data) + sb.object_bytes(), "pulling delta %s" % d.name())
         if keep_at is not None:
             fs.write_atomic(keep_at, data, 0o600, sync=False)
         self.progress.add_total(sb.total_size())
@@ -252,7 +242,7 @@ class _Pull:
                                      "this source holds no single objects; use a full bundle or a network pull")
 
             def space(n):
-                check_space(self.sysroot, n, "pulling single objects")
+                self.sysroot.check_space(n, "pulling single objects")
 
             got = objpull.fetch_missing(self.repo, self.fetcher, commit, self.progress, space)
             self.result["objects_fetched"] += got
@@ -329,7 +319,7 @@ def install(sysroot, bundle_path, progress=None, branch=None, have=None, now=Non
             st = fs.stat(bundle_path)
             if st is None or not st.is_reg():
                 raise NotFoundError("installing %s: no such file" % bundle_path, "give the path of a .bundle file")
-            check_space(sysroot, st.size, "copying bundle %s" % bundle_path)
+            sysroot.check_space(st.size, "copying bundle %s" % bundle_path)
             fs.copy_file(bundle_path, copy, 0o600)
             job = _Pull(sysroot, open_bundle(copy), progress, branch, have, now, False, use_c)
             result = job.run()
