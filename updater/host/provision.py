@@ -24,6 +24,7 @@ import os
 import shutil
 
 from .. import board as board_mod
+from .. import fs
 from ..errors import ConfigError, SpaceError, StorageError, UsageError
 from ..objects import to_hex
 from . import bmap, imagesize, sysrootseed
@@ -77,27 +78,11 @@ def needed_size(board, repo, ref, key_pub=(), inputs=None):
 
 
 def _check_space(directory, need, doing):
-    try:
-        st = os.statvfs(directory)
-    except OSError as err:
-        raise StorageError("%s: cannot check the free space of %s: %s" % (doing, directory, err.strerror))
-    free = st.f_bavail * st.f_frsize
+    free = fs.free_bytes(directory)
     if free < need:
         raise SpaceError("%s: %s has %d bytes free, provisioning needs about %d (%d more)"
                          % (doing, directory, free, need, need - free),
                          "free space there, or write the image to another file system")
-
-
-def _remove(path):
-    if path is None:
-        return
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def env_medium_chunks(board, images, chunk=1 << 20):
@@ -120,21 +105,17 @@ def env_medium_chunks(board, images, chunk=1 << 20):
 
 
 def write_env_medium(path, board, images):
-    """Write the env medium image to ``path`` (fsync'd); returns (sha256 hex, size)."""
+    """Write the env medium image to the new file ``path`` (fsync'd; removed again on failure);
+    returns (sha256 hex, size)."""
     h = hashlib.sha256()
-    size = 0
-    try:
-        with open(path, "wb") as f:
-            for data in env_medium_chunks(board, images):
-                f.write(data)
-                h.update(data)
-                size += len(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as err:
-        _remove(path)
-        raise StorageError("writing the env image %s: %s" % (path, err.strerror), "check the free space at the output path")
-    return h.hexdigest(), size
+
+    def hashed():
+        for data in env_medium_chunks(board, images):
+            h.update(data)
+            yield data
+
+    fs.write_stream(path, hashed(), sync=True)
+    return h.hexdigest(), board.env.medium_end()
 
 
 def unit_env_image(board, env_file, unit_values, output):
@@ -149,11 +130,7 @@ def unit_env_image(board, env_file, unit_values, output):
     board = sysrootseed.load_board(board)
     values = sysrootseed.check_unit_values(board, unit_values)
     env = board.env
-    with open(env_file, "rb") as f:
-        copies = []
-        for off in env.offsets():
-            f.seek(off)
-            copies.append(f.read(env.size))
+    copies = [fs.read_at(env_file, off, env.size) for off in env.offsets()]
     parsed = ubootenv.parse(copies, env.flags)
     if not parsed.valid():
         raise ConfigError("reading the env image %s: %s" % (env_file, parsed.problem()),
@@ -161,9 +138,23 @@ def unit_env_image(board, env_file, unit_values, output):
     variables = dict(parsed.variables)
     variables.update(values)
     images = sysrootseed.env_images(board, variables)
-    tmp = "%s.tmp-%d" % (output, os.getpid())
+    output = os.path.abspath(output)
+    try:
+        return _env_file(output, board, images)
+    except StorageError as err:
+        raise _in_context(err, "writing the env image %s" % output, os.path.dirname(output))
+
+
+def _env_file(output, board, images):
+    """``write_env_medium`` to a temp name beside ``output``, renamed over it (nothing left on failure)."""
+    tmp = fs.temp_name(os.path.dirname(output), os.path.basename(output)[:24])
     written = write_env_medium(tmp, board, images)
-    os.replace(tmp, output)
+    try:
+        fs.rename(tmp, output)
+    except BaseException:
+        fs.remove(tmp, missing_ok=True)
+        raise
+    fs.fsync_dir(os.path.dirname(output))
     return written
 
 
@@ -300,12 +291,11 @@ def provision_image(board, repo, ref, output, size=None, unit_values=None, sourc
             os.replace(temps["env"], env_path)
         os.replace(temps["bmap"], output + BMAP_SUFFIX)
         os.replace(temps["image"], output)
-        _fsync_dir(out_dir)
+        fs.fsync_dir(out_dir)
     except BaseException as err:
-        _remove(scratch)
+        fs.remove_tree(scratch)
         for path in temps.values():
-            _remove(path)
-            _remove(path + ".tmp")
+            fs.remove_tree(path)
         if isinstance(err, StorageError):
             raise _in_context(err, "provisioning %s" % output, out_dir)
         raise
@@ -336,17 +326,6 @@ def _in_context(err, doing, directory):
         hint = "free space in %s (nothing was left behind), or write the image to another file system" % directory
         return SpaceError(text, hint)
     return type(err)(text, hint)
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _record(mode, inp, seeded, epoch, unit_values, need, env_rec, remote):
@@ -392,22 +371,18 @@ def provision_target(board, repo, ref, target_dir, unit_values=None, source_date
     epoch = _epoch(source_date_epoch, inp.commit)
     need = needed_size(inp.board, repo, ref, inputs=inp)
     _check_space(target_dir, need["tally"]["blocks"] * imagesize.BLOCK, "provisioning into %s" % target_dir)
-    env_tmp = None
     try:
         seeded = sysrootseed.seed(target_dir, inp, remote, unit_values, epoch, boot_cmd, progress, say,
                                   write_env and bool(env_output), need["tally"]["content_bytes"])
         env_rec = _env_record(inp.board, seeded, None)
         if env_output and write_env:
             env_output = os.path.abspath(env_output)
-            env_tmp = "%s.tmp-%d" % (env_output, os.getpid())
-            written = write_env_medium(env_tmp, inp.board, seeded["env_images"])
-            os.replace(env_tmp, env_output)
+            written = _env_file(env_output, inp.board, seeded["env_images"])
             env_rec = _env_record(inp.board, seeded, "file", env_output, written)
     except BaseException as err:
         for name in os.listdir(target_dir):
             if name != "lost+found":
-                _remove(os.path.join(target_dir, name))
-        _remove(env_tmp)
+                fs.remove_tree(os.path.join(target_dir, name))
         if isinstance(err, StorageError):
             raise _in_context(err, "provisioning into %s" % target_dir, target_dir)
         raise
