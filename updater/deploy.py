@@ -131,17 +131,17 @@ def check_board(config, commit, commit_id):
                          "deploy a commit of this board's branch, e.g. %s/stable" % config.board)
 
 
-def check_bootable(config, repo, commit, commit_id):
+def check_bootable(sysroot, repo, commit, commit_id):
     """U-Boot devices: refuse a commit that lacks what the boot script and early boot load.
 
     Staging it would only cost a trial boot (U-Boot and the early boot fall back), but a device
     that keeps being offered such a commit would never move on; say it plainly instead."""
+    config = sysroot.config()
     if config.bootloader != "uboot" or not config.board:
         return
-    from . import board as board_mod
     from .trees import lookup
 
-    board = board_mod.load(config.board)
+    board = sysroot.board()
     needed = [(board.boot.kernel, "the kernel the boot script loads")]
     if board.boot.initrd:
         needed.append((board.boot.initrd, "the initramfs the boot script loads"))
@@ -167,11 +167,8 @@ def clean_interrupted(sysroot):
 
 
 def attempt_limit(sysroot):
-    config = sysroot.config()
-    if config.bootloader == "uboot":
-        from . import board as board_mod
-
-        return board_mod.load(config.board).boot.attempt_limit
+    if sysroot.config().bootloader == "uboot":
+        return sysroot.board().boot.attempt_limit
     from .bootloader import SCRIPT_DEFAULT_LIMIT
 
     return SCRIPT_DEFAULT_LIMIT
@@ -186,13 +183,11 @@ def write_fallback(sysroot, current):
     "Durably" includes a syncfs: U-Boot's ext4 reader does not replay the journal, so a file
     that is only fsync'd (its rename committed to the journal, not yet written in place) is
     read in its OLD version by U-Boot after a power cut (seen under QEMU, tests/qemu)."""
-    config = sysroot.config()
-    if config.bootloader != "uboot" or not current:
+    if sysroot.config().bootloader != "uboot" or not current:
         return
-    from . import board as board_mod
     from .ubootenv import format_text
 
-    board = board_mod.load(config.board)
+    board = sysroot.board()
     names = board.boot.vars
     lines = {names["current"]: current, names["limit"]: str(board.boot.attempt_limit)}
     settings = board.boot.settings()
@@ -240,7 +235,7 @@ def deploy(sysroot, commit_id, progress=None, verify=None, booted=None, say=None
     recs = records(state)
     commit = repo.load_commit(commit_id)
     check_board(config, commit, commit_id)
-    check_bootable(config, repo, commit, commit_id)
+    check_bootable(sysroot, repo, commit, commit_id)
     source = merge_source(sysroot, contract, booted)
     base_id = None
     if source is not None:

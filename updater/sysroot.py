@@ -135,6 +135,7 @@ class Sysroot:
         self.tmp_dir = fs.join(self.dir, "tmp")
         self._repo = None
         self._config = None
+        self._board = None
         self.env_file = None  # --env-file: an image standing for the board's env medium (host provisioning)
 
     @staticmethod
@@ -188,10 +189,20 @@ class Sysroot:
         _HELD[self.lock_path] = [lock, 1]
         return _Held(self.lock_path)
 
+    def board(self):
+        """The Board of [device] board (updater.board), read once per Sysroot."""
+        if self._board is None:
+            from . import board as board_mod
+
+            self._board = board_mod.load(self.config().board)
+        return self._board
+
     def bootloader(self, board=None, env_file=None):
         """The boot-selection backend the device configuration names (updater.bootloader)."""
         from . import bootloader
 
+        if board is None and self.config().bootloader == "uboot":
+            board = self.board()
         return bootloader.for_sysroot(self.path, self.config(), board, env_file or self.env_file)
 
     def deployment_path(self, name):
