@@ -29,9 +29,11 @@ blocks, a GPT entry array or a FAT table hold zeros that must overwrite old data
 SHA-256 of the whole image (holes hashed as zeros) in the same pass.
 """
 
+import errno
 import hashlib
 import os
 
+from .. import fs
 from ..errors import FormatError, StorageError
 
 BMAP_FORMAT = "2.0"
@@ -50,7 +52,7 @@ def _data_extents(fd, size):
             try:
                 start = os.lseek(fd, pos, os.SEEK_DATA)
             except OSError as err:
-                if err.errno == 6:  # ENXIO: no data after pos
+                if err.errno == errno.ENXIO:  # no data after pos
                     break
                 raise
             end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
@@ -165,14 +167,7 @@ def write_bmap(image, bmap_path, block_size=BLOCK_SIZE, keep=(), progress=None):
     "mapped_bytes" and "bmap"."""
     result = scan(image, block_size, keep, progress)
     data = format_bmap(result["image_size"], block_size, result["ranges"], result["mapped_blocks"])
-    try:
-        with open(bmap_path, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as err:
-        raise StorageError("writing the bmap file %s: %s" % (bmap_path, err.strerror),
-                           "check the free space at the output path")
+    fs.write_atomic(bmap_path, data)
     mapped_bytes = 0
     for first, last, _ in result["ranges"]:
         mapped_bytes += min((last + 1) * block_size, result["image_size"]) - first * block_size
