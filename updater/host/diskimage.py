@@ -1,14 +1,13 @@
 """Build partitioned disk images from directories: no root, no loop devices, no mounts.
 
 The table is written by ``sfdisk`` on the image file; each ext4 partition is made in place with
-``mkfs.ext4 -E offset=START -d DIR`` (a FAT one with ``mkfs.vfat --offset`` and ``mcopy``), a
-ready file-system ``image`` is copied sparsely to its offset, and ``raw`` byte areas (a boot
-environment before the first partition) are written last. Output is reproducible: fixed disk
-id, partition and file-system UUIDs, directory hash seed, FAT volume id, and every time stamp
-taken from ``epoch`` (default SOURCE_DATE_EPOCH) -- mke2fs honours E2FSPROGS_FAKE_TIME for its
-own times, and inode times come from the source tree (``clamp_times`` sets them). Hard links
-inside the tree are kept (mke2fs -d preserves them), which deployments sharing inodes with
-repository objects need.
+``mkfs.ext4 -E offset=START -d DIR`` (a FAT one with ``mkfs.vfat --offset`` and ``mcopy``), and
+``raw`` byte areas (a boot environment before the first partition) are written last. Output is
+reproducible: fixed disk id, partition and file-system UUIDs, directory hash seed, FAT volume
+id, and every time stamp taken from ``epoch`` (default SOURCE_DATE_EPOCH) -- mke2fs honours
+E2FSPROGS_FAKE_TIME for its own times, and inode times come from the source tree
+(``clamp_times`` sets them). Hard links inside the tree are kept (mke2fs -d preserves them),
+which deployments sharing inodes with repository objects need.
 
     img = DiskImage(table="gpt", disk_id="...")
     img.add(Partition("sysroot", 256 << 20, source=tree, label="sysroot", bootable=True))
@@ -35,7 +34,6 @@ TYPES = {"linux": (LINUX_GPT, LINUX_MBR), "efi": ("C12A7328-F81F-11D2-BA4B-00A0C
          "fat32": ("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", "c"),
          "swap": ("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", "82")}
 GPT_TAIL = ALIGN  # room left at the end for the backup GPT (33 sectors, kept 1 MiB aligned)
-_CHUNK = 1 << 20
 
 
 def default_epoch():
@@ -51,20 +49,18 @@ class Partition:
     """One partition of ``size`` bytes (None: the rest of a fixed-size image; last one only).
 
     Contents: ``source`` (a directory, made into ext4, or into FAT with ``fs="vfat"``), ``files``
-    (FAT only: {name in the FAT: host path}), ``image`` (a ready file-system image), or nothing.
+    (FAT only: {name in the FAT: host path}), or nothing.
     ``fs``: "ext4" (default with a source), "vfat", or None. ``lazy_itable_init`` leaves unused
     inode tables unwritten (the kernel zeroes them on first mount): right for images flashed
     with a bmap, where unwritten blocks keep whatever the medium held.
     """
 
-    def __init__(self, name, size, source=None, image=None, label=None, uuid=None, fs_uuid=None,
+    def __init__(self, name, size, source=None, label=None, uuid=None, fs_uuid=None,
                  bootable=False, type=None, fs=None, files=None, hash_seed=None, inode_ratio=None,
                  lazy_itable_init=False):
         if size is not None and (size <= 0 or size % SECTOR):
             raise ConfigError("partition %s: size %r is not a positive multiple of %d bytes"
                               % (name, size, SECTOR))
-        if source is not None and image is not None:
-            raise ConfigError("partition %s: give a source directory or an image, not both" % name)
         if fs is None and (source is not None or files):
             fs = "vfat" if files and source is None else "ext4"
         if fs not in (None, "ext4", "vfat"):
@@ -74,7 +70,6 @@ class Partition:
         self.name = name
         self.size = size
         self.source = source
-        self.image = image
         self.label = label if label is not None else name[:16]
         self.uuid = uuid
         self.fs_uuid = fs_uuid
@@ -195,12 +190,8 @@ def ext4_journal_ranges(path, offset=0, block_size=4096):
     replayed after a crash), so provisioning passes these runs as ``keep`` ranges.
     """
     device = "%s?offset=%d" % (path, offset) if offset else path
-    res = subprocess.run(["debugfs", "-R", "blocks <8>", device], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if res.returncode != 0:
-        raise StorageError("listing the journal blocks of %s: debugfs failed: %s"
-                           % (device, res.stderr.decode("utf-8", "replace").strip()))
     runs = []
-    for word in res.stdout.split():
+    for word in _run(["debugfs", "-R", "blocks <8>", device], "listing the journal blocks of %s" % device).split():
         b = int(word)
         if runs and runs[-1][1] == b:
             runs[-1][1] = b + 1
@@ -231,33 +222,6 @@ def make_vfat(path, size, offset, files=None, source=None, label="", volume_id=N
         _run(["mcopy", "-i", target, "-s", "-o", "-Q", src, "::/" + name.lstrip("/")],
              "copying %s into the FAT file system of %s" % (src, path), env=env)
     return path
-
-
-def _copy_sparse(src, dst_f, offset):
-    """Copy file ``src`` into the open image at ``offset``: its data extents exactly (written
-    zeros included, so a bmap of the image maps them), seeking over its holes."""
-    with open(src, "rb") as f:
-        fd = f.fileno()
-        size = os.fstat(fd).st_size
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-                end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-            except OSError as err:
-                if err.errno == 6:  # ENXIO: only a hole is left
-                    break
-                start, end = pos, size  # no SEEK_DATA here: copy everything
-            f.seek(start)
-            dst_f.seek(offset + start)
-            left = end - start
-            while left > 0:
-                chunk = f.read(min(_CHUNK, left))
-                if not chunk:
-                    break
-                dst_f.write(chunk)
-                left -= len(chunk)
-            pos = end
 
 
 class DiskImage:
@@ -292,14 +256,6 @@ class DiskImage:
 
     def tail(self):
         return GPT_TAIL if self.table == "gpt" else 0
-
-    def fixed_bytes(self):
-        """Bytes the image needs besides a ``size=None`` partition (its start plus the tail)."""
-        pos = self.first_offset
-        for p in self.partitions:
-            if p.size is not None:
-                pos += -(-p.size // ALIGN) * ALIGN
-        return pos + self.tail()
 
     def layout(self):
         """Give each partition its start (and the rest its size); returns the image size in bytes."""
@@ -353,7 +309,7 @@ class DiskImage:
             lines.append(", ".join(fields))
         return "\n".join(lines) + "\n"
 
-    def write(self, path, scratch_dir=None):
+    def write(self, path):
         """Write the image to ``path`` (replacing it); returns the partition list with starts.
 
         Built in ``path``.tmp, renamed at the end; removed on any failure (nothing partial stays).
@@ -365,8 +321,8 @@ class DiskImage:
                 f.truncate(total)
             _run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", tmp], "partitioning %s" % path,
                  stdin=self.sfdisk_script().encode())
-            for i, p in enumerate(self.partitions):
-                self._fill(tmp, i, p)
+            for p in self.partitions:
+                self._fill(tmp, p)
             if self.raw:
                 with open(tmp, "r+b") as f:
                     for offset, data in self.raw:
@@ -381,18 +337,11 @@ class DiskImage:
             raise
         return self.partitions
 
-    def _fill(self, tmp, i, p):
-        if p.fs == "ext4" and p.image is None:
+    def _fill(self, tmp, p):
+        if p.fs == "ext4":
             make_ext4(tmp, p.size, p.source, label=p.label, fs_uuid=p.fs_uuid, hash_seed=p.hash_seed,
                       epoch=self.epoch, offset=p.start, lazy_itable_init=p.lazy_itable_init,
                       inode_ratio=p.inode_ratio)
-        elif p.fs == "vfat" and p.image is None:
+        elif p.fs == "vfat":
             make_vfat(tmp, p.size, p.start, p.files, p.source, label=p.label,
                       volume_id=(p.fs_uuid or "").replace("-", "")[:8] or None, epoch=self.epoch)
-        elif p.image is not None:
-            size = os.path.getsize(p.image)
-            if size > p.size:
-                raise ConfigError("partition %s: image %s is %d bytes, larger than the partition (%d)"
-                                  % (p.name, p.image, size, p.size))
-            with open(tmp, "r+b") as f:
-                _copy_sparse(p.image, f, p.start)
