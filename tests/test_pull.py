@@ -74,6 +74,21 @@ def test_full_then_delta_then_up_to_date(world):
     assert state[summary.STATE_BRANCHES][BRANCH]["version"] == "2"  # the floor was recorded
 
 
+def test_each_part_is_hashed_once(world, monkeypatch):
+    from updater import deltaapply
+
+    host, server, dev = world
+    do_pull(dev)
+    advance(host, "2")
+    checked = []
+    real = deltaapply.check_part_file
+    monkeypatch.setattr(deltaapply, "check_part_file", lambda path, part, what: checked.append(part.index) or
+                        real(path, part, what))
+    r = good_again(host, dev, "2")
+    parts = [n for n in os.listdir(host.delta_dir("2", "1")) if n.isdigit()]
+    assert r["delta_used"] and len(parts) > 1 and sorted(checked) == sorted(int(n) for n in parts)
+
+
 def test_no_delta_falls_back_to_single_objects(world):
     host, server, dev = world
     do_pull(dev)

@@ -195,10 +195,14 @@ def _apply_op(repo, tx, reader, op, use_c):
         tx.add_meta(op.kind, data)
 
 
-def apply_part(repo, path, part, what=None, use_c=True, progress=None):
-    """Check, decompress and apply one downloaded part; returns how many objects became new."""
+def apply_part(repo, path, part, what=None, use_c=True, checked=False):
+    """Check, decompress and apply one downloaded part; returns how many objects became new.
+
+    ``checked``: the caller has just run ``check_part_file`` on ``path`` (a pull does, to decide
+    whether to download it again), so it is not hashed a second time."""
     what = what or "delta part %d" % part.index
-    check_part_file(path, part, what)
+    if not checked:
+        check_part_file(path, part, what)
     f = fs.open_read(path)
     tx = repo.transaction()
     try:
@@ -209,8 +213,6 @@ def apply_part(repo, path, part, what=None, use_c=True, progress=None):
             if op is None:
                 break
             _apply_op(repo, tx, reader, op, use_c)
-            if progress is not None:
-                progress(part.usize - reader.left, part.usize)
         inflater.finish()
         return tx.commit()
     except BaseException:

@@ -192,7 +192,8 @@ class _Pull:
         self.progress.add_total(sb.total_size())
         for part in sb.parts:
             path = self.download_part(d, part)
-            self.result["new_objects"] += deltaapply.apply_part(self.repo, path, part, use_c=self.use_c)
+            self.result["new_objects"] += deltaapply.apply_part(self.repo, path, part, use_c=self.use_c,
+                                                                checked=True)
         return sb.commit, commit
 
     # --- the whole pull -------------------------------------------------------------------------
