@@ -372,15 +372,15 @@ def test_cmdline_parsing():
     assert booted_from_cmdline(b"updater.deployment=") is None
 
 
-def uboot_device(tmp_path):
-    """A beaglebone-black device whose redundant eMMC env lives in an image file."""
-    dev = make_device(str(tmp_path), board="beaglebone-black", bootloader="uboot")
+def uboot_device(tmp_path, board="beaglebone-black"):
+    """A beaglebone-black device (or one of its variants) whose redundant eMMC env lives in an image file."""
+    dev = make_device(str(tmp_path), board=board, bootloader="uboot")
     image = os.path.join(dev.path, "env.img")
     with open(image, "wb") as f:
         f.write(b"\0" * 0x2A0000)
-    rc, out, err = run_cli(["--board", "beaglebone-black", "env", "set", "--env-file", image, "--force", "upd_limit=3"])
+    rc, out, err = run_cli(["--board", board, "env", "set", "--env-file", image, "--force", "upd_limit=3"])
     assert rc == 0, err
-    dev.env_image, dev.board, dev.extra = "env.img", "beaglebone-black", ["--env-file", image]
+    dev.env_image, dev.board, dev.extra = "env.img", board, ["--env-file", image]
     return dev
 
 
@@ -467,3 +467,23 @@ def test_uboot_device_refuses_a_commit_it_could_not_boot(tmp_path):
         assert rc == 1 and "has no /%s" % missing in err and "beaglebone-black" in err, err
         assert deployed(dev) == []
         shutil.rmtree(src)
+
+
+def test_fallback_file_is_read_under_the_board_variable_name(tmp_path, monkeypatch):
+    """A board that renames upd_current: boot/updater-env.txt is written AND read back under its
+    name (prune protects that deployment, `boot` names it after a lost environment)."""
+    from updater import board as board_mod
+    from updater import deploy
+
+    src = open(board_mod.find("beaglebone-black")).read()
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "renamed.conf").write_text(src.replace("name = beaglebone-black", "name = renamed").replace(
+        "attempt_limit = 3", "attempt_limit = 3\nvar_current = good_dep"))
+    monkeypatch.setenv(board_mod.ENV_VAR, str(boards))
+    dev = uboot_device(tmp_path, "renamed")
+    commit(dev, sample(str(tmp_path / "v1"), "1"), "1", branch="renamed/stable")
+    rc, d, err = jrun(dev, "deploy", "renamed/stable")
+    assert rc == 0, err
+    assert "good_dep=%s\n" % d["deployment"] in read(os.path.join(dev.path, "boot", "updater-env.txt")).decode()
+    assert deploy.read_fallback(Sysroot(dev.path)) == d["deployment"]

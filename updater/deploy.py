@@ -201,13 +201,14 @@ def write_fallback(sysroot, current):
 
 
 def read_fallback(sysroot):
-    """The deployment named by the fallback file, or None."""
+    """The deployment named by the fallback file (U-Boot devices), or None."""
     path = fs.join(sysroot.path, FALLBACK_FILE)
-    if fs.lstat(path) is None:
+    if sysroot.config().bootloader != "uboot" or fs.lstat(path) is None:
         return None
+    key = sysroot.board().boot.vars["current"] + "="  # the name write_fallback wrote it under
     for line in fs.read_bytes(path, 16384, "reading the boot fallback").decode("utf-8", "replace").split("\n"):
-        if line.startswith("upd_current="):
-            return line[len("upd_current="):].strip() or None
+        if line.startswith(key):
+            return line[len(key):].strip() or None
     return None
 
 
