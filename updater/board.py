@@ -17,6 +17,7 @@ Runs on CPython and MicroPython.
 import sys
 
 from . import fs, ini
+from .bootloader import CONTRACT_KEYS, SETTING_KEYS
 from .disklayout import DiskLayout, Partition, parse_size, partition_device  # noqa: F401 (re-exported)
 from .disklayout import bad as _bad
 from .disklayout import choice as _choice
@@ -30,8 +31,6 @@ ENV_VAR = "UPDATER_BOARD_CONFIGS"
 SYSTEM_DIR = "/etc/updater/board-configs"
 
 STORAGE_KINDS = ("file", "block", "mtd", "cfi-nor")
-CONTRACT_KEYS = ("current", "trial", "count", "limit", "failed")
-SETTING_KEYS = ("kernel", "initrd", "fdt", "bootargs")
 DEFAULT_VARS = {"current": "upd_current", "trial": "upd_trial", "count": "upd_count",
                 "limit": "upd_limit", "failed": "upd_failed", "kernel": "upd_kernel",
                 "initrd": "upd_initrd", "fdt": "upd_fdt", "bootargs": "upd_bootargs"}
