@@ -11,6 +11,7 @@ with their resize reserve, and superblock backups. A safety margin covers extent
 and directory index blocks. Tests check that an image of exactly this size provisions.
 """
 
+from .. import objects
 from ..objects import to_hex
 
 BLOCK = 4096
@@ -58,16 +59,17 @@ def tally(repo, commit_id, copy_dirs=("etc",), extra_bytes=0):
     """A Tally for provisioning ``commit_id`` of ``repo`` (trees read and verified on the way)."""
     out = Tally()
     seen = {}
-    meta_ids = {commit_id: len(repo.read_object(commit_id, "commit"))}
-    commit = repo.load_commit(commit_id)
+    data = repo.read_object(commit_id, "commit")
+    meta_ids = {commit_id: len(data)}
+    commit = objects.parse_commit(data, "commit " + to_hex(commit_id))
     stack = [(commit.tree, commit.meta, "")]
     while stack:
         tid, mid, rel = stack.pop()
-        if tid not in meta_ids:
-            meta_ids[tid] = len(repo.read_object(tid, "tree"))
+        data = repo.read_object(tid, "tree")  # each path once: a deployment has a directory per path
+        meta_ids[tid] = len(data)
         if mid not in meta_ids:
             meta_ids[mid] = len(repo.read_object(mid, "meta"))
-        tree = repo.load_tree(tid)
+        tree = objects.parse_tree(data, "tree " + to_hex(tid))
         copying = rel in copy_dirs or any(rel.startswith(d + "/") for d in copy_dirs)
         names = 0
         for name, oid, header, size in tree.files:
@@ -105,7 +107,6 @@ def tally(repo, commit_id, copy_dirs=("etc",), extra_bytes=0):
     out.inodes += 256
     out.blocks += 256 * _dir_blocks(per_dir * _OBJECT_NAME, per_dir)
     out.blocks += _blocks(extra_bytes)
-    out.commit = to_hex(commit_id)
     return out
 
 

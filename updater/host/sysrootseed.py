@@ -127,19 +127,22 @@ def copy_commit(src, dst, commit_id, progress=None, total=None):
     done = [0]
 
     def meta(oid, kind):
-        got = tx.add_meta(kind, src.read_object(oid, kind))  # read_object checks the hash
-        if got != oid:
-            raise IntegrityError("copying %s object %s: stored as %s" % (kind, to_hex(oid), to_hex(got)))
+        data = src.read_object(oid, kind)  # checks the hash
+        tx.add_meta(kind, data)
+        return data
 
     try:
-        commit = src.load_commit(commit_id)
+        commit_data = src.read_object(commit_id, "commit")
+        commit = objects.parse_commit(commit_data, "commit " + to_hex(commit_id))
         seen = {}
         stack = [(commit.tree, commit.meta)]
         while stack:
             tid, mid = stack.pop()
+            if (tid, mid) in seen:  # an identical directory elsewhere: copied already
+                continue
+            seen[(tid, mid)] = True
             meta(mid, "meta")
-            tree = src.load_tree(tid)
-            meta(tid, "tree")
+            tree = objects.parse_tree(meta(tid, "tree"), "tree " + to_hex(tid))
             for name, oid, header, size in tree.files:
                 if oid in seen:
                     continue
@@ -165,7 +168,7 @@ def copy_commit(src, dst, commit_id, progress=None, total=None):
                     progress(done[0], total)
             for entry in tree.dirs:
                 stack.append((entry[1], entry[2]))
-        meta(commit_id, "commit")
+        tx.add_meta("commit", commit_data)
         count = tx.count
         tx.commit()
     except BaseException:
