@@ -61,6 +61,18 @@ def test_pure_and_c_paths_make_the_new_file(seed, c_calls):
     assert b"".join(chunks) == new and max(len(c) for c in chunks) <= bspatch.CHUNK
 
 
+def test_both_pure_adders_agree_with_bytewise_addition():
+    """The integer-arithmetic adder (CPython) and the loop (MicroPython) make the same bytes."""
+    rnd = random.Random(5)
+    for n in (0, 1, 7, 63, 64, 65, 1000, bspatch.CHUNK):
+        seg = bytes(rnd.getrandbits(8) for _ in range(n))
+        for diff in (bytes(n + 9), bytes(rnd.getrandbits(8) for _ in range(n + 9)), b"\xff" * (n + 9),
+                     bytes(rnd.getrandbits(8) if rnd.random() < 0.03 else 0 for _ in range(n + 9))):
+            want = bytes((a + b) & 0xFF for a, b in zip(seg, diff[9:]))
+            assert bspatch._added_ints(memoryview(seg), diff, 9) == want
+            assert bspatch._added_loop(memoryview(seg), diff, 9) == want
+
+
 def test_empty_and_identical_files():
     for old, new in ((b"", b"abc"), (b"abc", b""), (b"same" * 100, b"same" * 100), (b"", b"")):
         control, diff, extra = bsdiff4.core.diff(old, new)

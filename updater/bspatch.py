@@ -26,7 +26,8 @@ TUPLE_BYTES = 24
 _MAG = (1 << 63) - 1
 # bsdiff4's C code keeps sizes in C ints: beyond this the pure path is used.
 _C_LIMIT = (1 << 31) - 16
-CHUNK = 64 * 1024 if sys.implementation.name != "micropython" else 8 * 1024
+_MICROPYTHON = sys.implementation.name == "micropython"
+CHUNK = 64 * 1024 if not _MICROPYTHON else 8 * 1024
 _ZERO = bytes(64)
 
 
@@ -97,9 +98,11 @@ def _check_blocks(diff, extra, diff_len, extra_len, what):
                           % (what, len(diff), len(extra), diff_len, extra_len))
 
 
-def _add_into(seg, diff, start):
-    """seg[i] += diff[start + i] (mod 256) for every i, skipping zero runs (most of a diff block)."""
-    n = len(seg)
+def _added_loop(seg, diff, start):
+    """bytes(seg[i] + diff[start + i] mod 256), byte by byte but skipping zero runs of the diff
+    (most of it): MicroPython's path, where this beats its big-integer arithmetic."""
+    out = bytearray(seg)
+    n = len(out)
     i = 0
     while i < n:
         if i + 64 <= n and diff[start + i:start + i + 64] == _ZERO:
@@ -109,20 +112,34 @@ def _add_into(seg, diff, start):
         while i < end:
             d = diff[start + i]
             if d:
-                seg[i] = (seg[i] + d) & 0xFF
+                out[i] = (out[i] + d) & 0xFF
             i += 1
+    return bytes(out)
+
+
+def _added_ints(seg, diff, start):
+    """bytes(seg[i] + diff[start + i] mod 256) in whole-chunk integer arithmetic (C loops on
+    CPython, about 6x the loop on real binaries): the low 7 bits of every byte are summed apart
+    from the top bits, so no carry crosses into the next byte."""
+    n = len(seg)
+    b = int.from_bytes(diff[start:start + n], "little")
+    if not b:
+        return bytes(seg)
+    a = int.from_bytes(seg, "little")
+    low = int.from_bytes(b"\x7f" * n, "little")
+    high = int.from_bytes(b"\x80" * n, "little")
+    return (((a & low) + (b & low)) ^ ((a ^ b) & high)).to_bytes(n, "little")
+
+
+_added = _added_loop if _MICROPYTHON else _added_ints
 
 
 def patch_chunks(old, new_size, tuples, diff, extra, what="patch"):
-    """The new bytes as an iterator of chunks (pure Python), from validated ``tuples``.
+    """The new bytes as an iterator of chunks (pure Python), from ``tuples`` and blocks that
+    ``parse_control`` and ``apply_validated`` checked.
 
     Memory: ``old``, the blocks and one chunk of the result.
     """
-    diff_len = extra_len = 0
-    for x, y, _ in tuples:
-        diff_len += x
-        extra_len += y
-    _check_blocks(diff, extra, diff_len, extra_len, what)
     oldpos = dpos = epos = 0
     oldv = memoryview(old)
     extrav = memoryview(extra)
@@ -130,9 +147,7 @@ def patch_chunks(old, new_size, tuples, diff, extra, what="patch"):
         done = 0
         while done < x:
             step = x - done if x - done < CHUNK else CHUNK
-            seg = bytearray(oldv[oldpos + done:oldpos + done + step])
-            _add_into(seg, diff, dpos + done)
-            yield bytes(seg)
+            yield _added(oldv[oldpos + done:oldpos + done + step], diff, dpos + done)
             done += step
         dpos += x
         oldpos += x
