@@ -29,6 +29,7 @@ import os
 import time
 
 from . import cbor, fs, ini
+from .disklayout import parse_size
 from .errors import ConfigError, FormatError, SpaceError, StorageError
 from .repo import Repo
 
@@ -41,20 +42,6 @@ MAX_HISTORY = 32
 CMDLINE_ENV = "UPDATER_CMDLINE"
 PROC_CMDLINE = "/proc/cmdline"
 RUN_BOOTED = "/run/updater/booted"
-
-
-def parse_size(text, where):
-    """'16M', '512K', '1G' or a plain number of bytes."""
-    raw = text.strip().upper()
-    mult = 1
-    for suffix, factor in (("K", 1024), ("M", 1024 * 1024), ("G", 1024 * 1024 * 1024)):
-        if raw.endswith(suffix):
-            raw = raw[:-1]
-            mult = factor
-            break
-    if not raw.isdigit():
-        raise ConfigError("%s: expected a size like 16M, got '%s'" % (where, text))
-    return int(raw) * mult
 
 
 class DeviceConfig:
