@@ -228,15 +228,16 @@ def env_images(board, variables):
 
 
 class _SeedSysroot(Sysroot):
-    """A sysroot whose boot contract lives in an in-memory env medium (not the host's /dev)."""
+    """A sysroot for the given Board (perhaps a .conf path, not on the search path) whose boot
+    contract lives in an in-memory env medium (not the host's /dev)."""
 
     def __init__(self, path, board, store):
         Sysroot.__init__(self, path)
-        self._seed_board = board
+        self._board = board
         self._store = store
 
     def bootloader(self, board=None, env_file=None):
-        return UBootBootloader(self._seed_board, store=self._store)
+        return UBootBootloader(self._board, store=self._store)
 
     def check_space(self, needed, doing):
         """The host's scratch space: the device's [deploy] reserve does not apply here."""
@@ -325,11 +326,7 @@ def seed(path, inp, remote="", unit_values=None, epoch=0, boot_cmd=None, progres
         trust.store_commit_sig(repo, inp.commit_id, blob)
     repo.write_ref(inp.branch, inp.commit_id)
     say("deploying %s" % to_hex(inp.commit_id)[:12])
-    restore = _board_on_search_path(board)
-    try:
-        result = deploy.deploy(root, inp.commit_id, verify="all", say=say)
-    finally:
-        restore()
+    result = deploy.deploy(root, inp.commit_id, verify="all", say=say)
     fs.makedirs(os.path.join(path, "boot"))
     compile_boot_script(board.arch, os.path.join(path, BOOT_SCRIPT), boot_cmd, epoch)
     # A second identical copy: distro_bootcmd tries /boot.scr, then /boot/boot.scr, and skips a
@@ -342,22 +339,3 @@ def seed(path, inp, remote="", unit_values=None, epoch=0, boot_cmd=None, progres
     return {"deployment": result["deployment"], "env": final,
             "env_images": env_images(board, final) if write_env else None, "copied": copied,
             "checkout": result.get("checkout")}
-
-
-def _board_on_search_path(board):
-    """Make ``board`` loadable by name while deploy runs (it may have been given as a path)."""
-    try:
-        if board_mod.find(board.name) and board_mod.load(board.name).source == board.source:
-            return lambda: None
-    except Exception:  # not found by name, or another file of that name: use the given one
-        pass
-    old = os.environ.get(board_mod.ENV_VAR)
-    os.environ[board_mod.ENV_VAR] = os.path.dirname(os.path.abspath(board.source)) + (":" + old if old else "")
-
-    def restore():
-        if old is None:
-            os.environ.pop(board_mod.ENV_VAR, None)
-        else:
-            os.environ[board_mod.ENV_VAR] = old
-
-    return restore
