@@ -7,7 +7,6 @@ bench/results/pair.
 """
 
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -43,33 +42,18 @@ def without_special(src, dst):
     return dst
 
 
-def run(cmd, cwd=None, env=None):
-    """(seconds, peak RSS bytes of the child, stdout) of one command; raises on failure."""
+def timed(cmd, cwd=None, env=None):
+    """(seconds, peak RSS in bytes, stdout) of one command; raises on failure. The RSS comes from
+    GNU time's %M (0 without /usr/bin/time: ru_maxrss of children is a maximum over all of them)."""
+    gnu_time = os.path.exists("/usr/bin/time")
     start = time.monotonic()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run((["/usr/bin/time", "-f", "%M"] if gnu_time else []) + cmd, cwd=cwd, env=env,
+                          capture_output=True, text=True)
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit("bench: %s failed (%d):\n%s%s" % (" ".join(cmd), proc.returncode, proc.stdout, proc.stderr))
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the maximum over all children so far; measure through /usr/bin/time
-    # when a per-command figure matters (see timed()).
-    del before, peak
-    return elapsed, proc.stdout
-
-
-def timed(cmd, cwd=None, env=None):
-    """(seconds, peak RSS in bytes, stdout) using GNU time's %M when available."""
-    if os.path.exists("/usr/bin/time"):
-        start = time.monotonic()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, cwd=cwd, env=env, capture_output=True, text=True)
-        elapsed = time.monotonic() - start
-        if proc.returncode != 0:
-            raise SystemExit("bench: %s failed:\n%s%s" % (" ".join(cmd), proc.stdout, proc.stderr))
-        rss_kb = int(proc.stderr.strip().splitlines()[-1])
-        return elapsed, rss_kb * 1024, proc.stdout
-    elapsed, out = run(cmd, cwd, env)
-    return elapsed, 0, out
+    rss = int(proc.stderr.strip().splitlines()[-1]) * 1024 if gnu_time else 0
+    return elapsed, rss, proc.stdout
 
 
 def median(values):
