@@ -49,9 +49,7 @@ def env_report(board, store, env):
                      "Exit 1 if no copy is valid or a named variable is not set.")
 def cmd_env_print(ctx, opts):
     board, store = open_store(opts)
-    env = store.load()
-    if not env.valid():
-        raise EnvError("reading %s: %s" % (store.where(), env.problem()), store._bad_hint())
+    env = store.load_valid()
     variables = env.variables
     missing = [n for n in opts.name if n not in variables]
     if missing:
@@ -72,17 +70,13 @@ def parse_assignments(words):
             raise UsageError("env set: expected NAME=VALUE, got '%s'" % word,
                              "NAME= (empty value) deletes the variable")
         name, value = word[:eq], word[eq + 1:]
-        why = ubootenv.name_problem(name) or (value_problem_or_none(value))
+        why = ubootenv.name_problem(name) or ubootenv.value_problem(value)
         if why:
             raise UsageError("env set: %s" % why)
         if name in changes:
             raise UsageError("env set: %s is given twice" % name)
         changes[name] = value
     return changes
-
-
-def value_problem_or_none(value):
-    return ubootenv.value_problem(value) if value else None
 
 
 @command("env set", "Set (NAME=VALUE) or delete (NAME=) U-Boot variables in one write",

@@ -141,12 +141,16 @@ class EnvStore:
         images = [self.storage.read(off, self.layout.size) for off in self.layout.offsets()]
         return ubootenv.parse(images, self.layout.flags)
 
-    def read(self):
-        """The variables in force; EnvError when no copy is valid."""
+    def load_valid(self):
+        """Like load, but EnvError when no copy is valid."""
         env = self.load()
         if not env.valid():
             raise EnvError("reading %s: %s" % (self.where(), env.problem()), self._bad_hint())
-        return env.variables
+        return env
+
+    def read(self):
+        """The variables in force; EnvError when no copy is valid."""
+        return self.load_valid().variables
 
     def update(self, changes, force=False):
         """Apply ``changes`` ({name: value}, None or "" deletes) in one write; the new variables."""
