@@ -190,12 +190,10 @@ def cmd_boot(ctx, opts):
         result = bootflow.boot(sysroot, health=not opts.skip_health_checks, say=ctx.say)
 
     def human(d):
-        lines = ["Booted %s." % short(d["booted"]) if d["booted"] else "Booted deployment unknown."]
+        booted = d["booted"]
+        lines = ["Booted %s." % short(booted) if booted else "Booted deployment unknown."]
         for event in d["events"]:
-            for name in (d["booted"],):
-                if name:
-                    event = event.replace(name, short(name))
-            lines.append(event)
+            lines.append(event.replace(booted, short(booted)) if booted else event)
         return "\n".join(lines)
 
     ctx.emit(result, human)
