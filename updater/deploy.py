@@ -238,9 +238,7 @@ def deploy(sysroot, commit_id, progress=None, verify=None, booted=None, say=None
     check_board(config, commit, commit_id)
     check_bootable(sysroot, repo, commit, commit_id)
     source = merge_source(sysroot, contract, booted)
-    base_id = None
-    if source is not None:
-        base_id = objects.from_hex(deployments.parse_name(source)[0], "deployment %s" % source)
+    base_id = deployments.commit_id(source) if source is not None else None
     base = repo.load_commit(base_id) if base_id is not None and repo.has(base_id, "commit") else None
     cache = TreeCache(repo)
     policy = verify or config.verify

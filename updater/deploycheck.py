@@ -11,7 +11,7 @@ object says; directories carry their dirmeta's permission bits; nothing else is 
 is the device's merged configuration and is not compared with the commit.
 """
 
-from . import deployments, fs, objects
+from . import deployments, fs
 from .errors import UpdaterError
 from .objects import to_hex
 
@@ -101,8 +101,7 @@ def check(sysroot, report):
     repo = sysroot.repo()
     names = deployments.on_disk(sysroot)
     for name in names:
-        commit_hex = deployments.parse_name(name)[0]
-        oid = bytes.fromhex(commit_hex)
+        oid = deployments.commit_id(name)
         checker = _Checker(repo, report, name)
         try:
             commit = repo.load_commit(oid)
@@ -114,7 +113,4 @@ def check(sysroot, report):
 
 def commit_roots(sysroot):
     """Commit IDs of the deployments (extra roots for fsck and prune)."""
-    out = []
-    for name in deployments.on_disk(sysroot):
-        out.append(objects.from_hex(deployments.parse_name(name)[0], "deployment %s" % name))
-    return out
+    return [deployments.commit_id(name) for name in deployments.on_disk(sysroot)]

@@ -35,6 +35,11 @@ def parse_name(name):
     return name[:dot], int(serial)
 
 
+def commit_id(name):
+    """The commit ID (bytes) a deployment NAME (one parse_name accepts) was built from."""
+    return objects.from_hex(parse_name(name)[0], "deployment %s" % name)
+
+
 def next_name(commit_hex, taken):
     """The first unused NAME for a commit, above every serial in ``taken`` (names)."""
     serial = 0
@@ -288,9 +293,7 @@ def prune(sysroot, booted, keep=None, dry_run=False, protect=()):
         for name in doomed:
             recs.pop(name, None)
         sysroot.save_state(state)
-    roots = []
-    for name in kept:
-        roots.append(objects.from_hex(parse_name(name)[0], "deployment %s" % name))
+    roots = [commit_id(name) for name in kept]
     repo = sysroot.repo()
     with repo.lock():
         result = prune_mod.prune(repo, 1, roots, dry_run)
