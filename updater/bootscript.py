@@ -19,6 +19,8 @@ a 64-byte big-endian header, then ``size`` bytes of data.
     32      32    name (NUL-padded)
 """
 
+import struct
+
 from . import fs
 from .ubootenv import crc32
 
@@ -31,7 +33,7 @@ COPIES = ("boot.scr", "boot/boot.scr")  # distro_bootcmd's order (boot_prefixes 
 
 
 def _u32(data, offset):
-    return data[offset] << 24 | data[offset + 1] << 16 | data[offset + 2] << 8 | data[offset + 3]
+    return struct.unpack_from(">I", data, offset)[0]
 
 
 def problem(data):
@@ -40,10 +42,9 @@ def problem(data):
         return "only %d bytes, shorter than the %d-byte image header" % (len(data), HEADER_SIZE)
     if _u32(data, 0) != MAGIC:
         return "bad magic 0x%08x (expected 0x%08x: not a mkimage image)" % (_u32(data, 0), MAGIC)
-    header = bytearray(data[:HEADER_SIZE])
-    header[4:8] = b"\0\0\0\0"
-    if crc32(bytes(header)) != _u32(data, 4):
-        return "header CRC 0x%08x, expected 0x%08x" % (crc32(bytes(header)), _u32(data, 4))
+    got = crc32(bytes(data[:4]) + b"\0\0\0\0" + bytes(data[8:HEADER_SIZE]))
+    if got != _u32(data, 4):
+        return "header CRC 0x%08x, expected 0x%08x" % (got, _u32(data, 4))
     if data[30] != TYPE_SCRIPT:
         return "image type %d, expected %d (script)" % (data[30], TYPE_SCRIPT)
     size = _u32(data, 12)
