@@ -27,7 +27,7 @@ from common import RESULTS, ROOT, UPDATER, dataset, median, mib, table, timed, w
 BRANCH = "bench/stable"
 
 
-def inodes(path, follow=False):
+def inodes(path):
     """{(dev, ino): blocks * 512} of everything below ``path`` (itself included)."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(path):
@@ -88,7 +88,6 @@ def main():
                     "e.g. a mounted ext4 image made with -O inline_data")
     args = ap.parse_args()
     sys.path.insert(0, ROOT)
-    from updater.repo import Repo
     from updater.sysroot import DeviceConfig, Sysroot
 
     pair = dataset()
@@ -130,7 +129,6 @@ def main():
         start = time.monotonic()
         phases, end, merge_start, result = deploy_in_process(sysroot, ids[1], "new")
         res["deploy"].append(end - start)
-        merged_end = start + phases["plan"] + phases["verify"] + phases["checkout"]
         res["plan"].append(phases["plan"])
         res["verify"].append(phases["verify"])
         res["checkout"].append(phases["checkout"])
@@ -153,7 +151,6 @@ def main():
         res["merge"].append(time_merge(sysroot, v1_name, ids, os.path.join(work, "merge%d" % i)))
         res["co_merge"].append(phases_sum(res, i))
         res["co_merge_trees"].append(phases_sum(res, i) + res["plan"][i])
-        del merged_end
     o, ob = median(res["ostree"]), min(res["ostree"])
     print("dataset: %s -> %s (%d runs, warm page cache; medians, and best of %d for a busy machine)"
           % (tars[0], tars[1], args.runs, args.runs))

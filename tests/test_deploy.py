@@ -388,7 +388,7 @@ def test_uboot_device_keeps_a_fallback_for_a_lost_environment(tmp_path):
     """U-Boot backend: staging is one env write; boot/updater-env.txt names the known-good
     deployment so boot.cmd can still boot when both env copies are lost; `boot` then reports
     the lost environment and writes a whole one again with the running deployment as known-good."""
-    from updater import bootloader, ubootenv
+    from updater import ubootenv
 
     dev = uboot_device(tmp_path)
     branch = "beaglebone-black/stable"

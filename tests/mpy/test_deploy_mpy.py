@@ -2,8 +2,6 @@
 """Deployments under MicroPython: policies, /etc merge, deploy, boot, status, fsck of deployments,
 rollback and prune on a user-mode sysroot (copies instead of links, no chmod, no flock)."""
 
-import os
-
 from mpytest import raises, run, scratch
 
 from updater import bootflow, bootloader, deploy, deploycheck, deployments, etcmerge, fs, fsck, objects
