@@ -1,4 +1,4 @@
-# heap: 256K
+# heap: 320K
 """bspatch's pure path and its validation under MicroPython (no bsdiff4 there), with hand-made patches."""
 
 from mpytest import raises, run
