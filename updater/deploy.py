@@ -311,11 +311,6 @@ def _etc_entry(repo, commit):
     return None
 
 
-def resolve(sysroot, rev):
-    """Commit ID of REV in the sysroot's repository (branch, checksum, prefix, REV^)."""
-    return sysroot.repo().resolve(rev)
-
-
 def commit_of(name):
     parsed = deployments.parse_name(name or "")
     return parsed[0] if parsed else None

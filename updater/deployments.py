@@ -13,7 +13,7 @@ boot contract; ``reconcile`` brings records and directories back in line after a
 import time
 
 from . import fs, objects
-from .errors import EnvError, NotFoundError
+from .errors import EnvError
 from .sysroot import records
 
 PENDING = "pending"
@@ -220,12 +220,6 @@ def mark_failed(state, name, why):
     if isinstance(rec, dict):
         rec["failed"] = int(time.time())
         rec["failed_why"] = why
-
-
-def check_exists(sysroot, name, doing):
-    if not name or fs.lstat(sysroot.deployment_path(name)) is None:
-        raise NotFoundError("%s: deployment %s is not on %s" % (doing, name, sysroot.path),
-                            "'updater --sysroot %s status' lists the deployments" % sysroot.path)
 
 
 def check_contract(contract, doing):
