@@ -25,13 +25,13 @@ def write_at(path, offset, data, sync=True):
     """Overwrite ``len(data)`` bytes at ``offset`` in place (env areas on files or devices)."""
     _op("write_at", path)
     try:
-        fd = os.open(path, os.O_WRONLY) if not MICROPYTHON else None
-        if fd is None:
+        if MICROPYTHON:  # no lseek or fsync there: a file object, flushed
             with open(path, "r+b") as f:
                 f.seek(offset)
                 f.write(data)
                 f.flush()
             return
+        fd = os.open(path, os.O_WRONLY)
         try:
             os.lseek(fd, offset, 0)
             view = memoryview(data)
