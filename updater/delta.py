@@ -50,21 +50,6 @@ def delta_name(from_id, to_id):
     return "%s-%s" % (to_hex(from_id) if from_id else "full", to_hex(to_id))
 
 
-def parse_delta_name(name):
-    """(from ID or None, to ID) of a delta directory name; FormatError if malformed."""
-    left, sep, right = name.partition("-")
-    if not sep or len(right) != 2 * ID_LEN:
-        raise FormatError("delta name '%s': expected FROMHEX-TOHEX or full-TOHEX" % name)
-    try:
-        to_id = bytes.fromhex(right)
-        from_id = None if left == "full" else bytes.fromhex(left)
-    except ValueError:
-        raise FormatError("delta name '%s': not hexadecimal" % name)
-    if from_id is not None and len(from_id) != ID_LEN:
-        raise FormatError("delta name '%s': bad from checksum" % name)
-    return from_id, to_id
-
-
 # --- superblock -------------------------------------------------------------------------------
 class Part:
     __slots__ = ("index", "codec", "size", "usize", "sha256", "objects")

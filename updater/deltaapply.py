@@ -243,8 +243,3 @@ def read_superblock(data, from_id, to_id, what="delta superblock"):
         raise FormatError(str(err), "the server holds a delta this updater cannot read")
     return sb, check_superblock(sb, from_id, to_id, what)
 
-
-def part_space(sb):
-    """Bytes a delta needs on disk: downloaded parts plus the objects they produce."""
-    return sb.total_size() + sb.object_bytes()
-

@@ -54,7 +54,6 @@ class Fetcher:
         self.deadline_ms = deadline_ms
         self.started = now_ms()
         self.bytes_fetched = 0
-        self.requests = 0
         self.source = ""
 
     def describe(self, path):
@@ -80,7 +79,6 @@ class Fetcher:
     def _opened(self, path, offset):
         url = self.describe(path)
         check_path(path)
-        self.requests += 1
         try:
             resp = self._open(path, offset)
         except FetchError:
@@ -201,7 +199,7 @@ class _FileResponse:
         self.f.close()
 
 
-def _open_slice(path, base, offset, length, url):
+def _open_slice(path, base, offset, length):
     f = fs.open_read(path)
     try:
         f.seek(base + offset)
@@ -230,7 +228,7 @@ class DirFetcher(Fetcher):
                          "check [remote] url and that the repository is published")
         if offset > st.size:
             raise _error("fetching %s: offset %d past its end (%d bytes)" % (self.describe(path), offset, st.size), 416)
-        return _open_slice(full, 0, offset, st.size, self.describe(path))
+        return _open_slice(full, 0, offset, st.size)
 
 
 class BundleFetcher(Fetcher):
@@ -255,7 +253,7 @@ class BundleFetcher(Fetcher):
                          "the bundle does not hold what this device needs; make one with the right --from")
         if offset > entry[1]:
             raise _error("fetching %s: offset past its end" % self.describe(path), 416)
-        return _open_slice(self.path, entry[0], offset, entry[1], self.describe(path))
+        return _open_slice(self.path, entry[0], offset, entry[1])
 
 
 def for_url(url, **kw):

@@ -41,7 +41,7 @@ def parse_url(url):
 
 
 class _HttpResponse:
-    def __init__(self, sock, url, timeout):
+    def __init__(self, sock, url):
         self.sock = sock
         self.url = url
         self.buf = b""
@@ -177,7 +177,7 @@ class HttpFetcher(Fetcher):
             self.base, path, host, USER_AGENT)
         if offset:
             req += "Range: bytes=%d-\r\n" % offset
-        resp = _HttpResponse(sock, url, self.timeout)
+        resp = _HttpResponse(sock, url)
         try:
             sock.sendall((req + "\r\n").encode())
             resp.read_head()
