@@ -268,6 +268,17 @@ def test_decompression_bomb_and_wrong_usize(tmp_path, host):
     host.delta("2", "1")  # restore
 
 
+def test_corrupt_compressed_streams_are_format_errors():
+    import io
+    import lzma
+
+    raw = bytes(range(256)) * 20
+    for codec, data in (("zlib", zlib.compress(raw)), ("xz", lzma.compress(raw))):
+        bad = data[:24] + bytes(b ^ 0x5A for b in data[24:60]) + data[60:]
+        with pytest.raises(FormatError, match="corrupt %s stream" % codec):
+            deltaapply._Inflater(io.BytesIO(bad), codec, "part 0").read(len(raw))
+
+
 def test_malicious_patch_in_a_part_is_refused(tmp_path, host):
     host.delta("2", "1")
     d, data, sb = load(host, "2", "1")

@@ -32,10 +32,12 @@ class _Inflater:
         self.mpy = None
         self.obj = None
         self.codec = codec
+        self.errors = (ValueError, EOFError, OSError)  # what a corrupt stream raises, with the codec's own
         if codec == "zlib":
             try:
                 import zlib
                 self.obj = zlib.decompressobj()
+                self.errors += (zlib.error,)
             except ImportError:
                 import deflate
                 self.mpy = deflate.DeflateIO(f, deflate.ZLIB)
@@ -46,6 +48,7 @@ class _Inflater:
                 raise UnsupportedError("%s: this device cannot decompress xz" % what,
                                        "generate deltas for this board with --codec zlib")
             self.obj = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+            self.errors += (lzma.LZMAError,)
         else:
             raise FormatError("%s: unknown codec '%s'" % (what, codec))
 
@@ -76,12 +79,8 @@ class _Inflater:
             if not out and not data and self.obj.needs_input:
                 return b""
             return out
-        except (ValueError, EOFError, OSError) as err:
+        except self.errors as err:
             raise FormatError("%s: corrupt %s stream: %s" % (self.what, self.codec, err))
-        except Exception as err:  # zlib.error / lzma.LZMAError are not subclasses of the above
-            if err.__class__.__name__ in ("error", "LZMAError"):
-                raise FormatError("%s: corrupt %s stream: %s" % (self.what, self.codec, err))
-            raise
 
     def read(self, n):
         parts = []
