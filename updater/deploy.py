@@ -76,6 +76,7 @@ class Plan:
 def plan(repo, commit, base, verify_all):
     """Walk the new commit (and the merge source's commit ``base`` side by side) into a Plan."""
     out = Plan()
+    queued = {}  # objects already in to_verify (one re-hash per object, however many paths use it)
     stack = [(commit.tree, base.tree if base is not None else None, "")]
     while stack:
         tid, base_tid, rel = stack.pop()
@@ -90,7 +91,8 @@ def plan(repo, commit, base, verify_all):
             out.files += 1
             if copying:
                 out.copy_bytes += size
-            if verify_all or old.get(name) != oid:
+            if (verify_all or old.get(name) != oid) and oid not in queued:
+                queued[oid] = True
                 out.to_verify.append((oid, header, size, rel + "/" + name))
                 out.verify_bytes += size
         olddirs = {}
@@ -105,18 +107,14 @@ def plan(repo, commit, base, verify_all):
 
 def verify_objects(repo, plan_, commit_id):
     """Re-hash the planned objects; the first bad one is refused by object and path."""
-    seen = {}
     for oid, header, size, path in plan_.to_verify:
-        if oid in seen:
-            continue
-        seen[oid] = True
         try:
             repo.verify_file(oid, header, size)
         except (IntegrityError, NotFoundError) as err:
             raise type(err)("deploying %s: object %s (/%s) is unusable: %s"
                             % (to_hex(commit_id)[:12], to_hex(oid), path, err),
                             "repair the repository: pull again, or run 'updater --sysroot S fsck' to list all damage")
-    return len(seen)
+    return len(plan_.to_verify)
 
 
 def commit_board(commit):
