@@ -116,6 +116,8 @@ def test_foreign_version_is_noticed_and_dropped():
     frame[10:12] = struct.pack(">H", binascii.crc32(bytes(frame[:10])) & 0xFFFF)
     p = sf.Parser()
     assert p.feed(bytes(frame)) == [] and p.foreign_version == 9
+    lines = sf.LineParser()  # the base64 encoding reports it the same way
+    assert lines.feed(sf.encode_line(bytes(frame))) == [] and lines.foreign_version == 9
 
 
 def test_base64_lines_survive_a_canonical_echoing_console():

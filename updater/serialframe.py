@@ -221,6 +221,10 @@ class LineParser:
     def corrupt(self):
         return self.inner.corrupt
 
+    @property
+    def foreign_version(self):
+        return self.inner.foreign_version
+
     def feed(self, data):
         out = []
         data = bytes(data)

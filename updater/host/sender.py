@@ -95,8 +95,7 @@ class Sender:
     def _check_line(self):
         limit = self.install_timeout if self.installing else self.line_timeout
         if self.clock() - self.heard > limit:
-            version = getattr(self.parser, "foreign_version", None) or getattr(
-                getattr(self.parser, "inner", None), "foreign_version", None)
+            version = self.parser.foreign_version
             if version is not None:
                 raise FetchError("the device speaks serial protocol version %d; this host speaks %d"
                                  % (version, sf.PROTOCOL_VERSION), "use the same updater release on both sides")
