@@ -96,8 +96,7 @@ class _Pull:
         return trust.check_summary(self.sysroot, data, sig, self.branch, self.now)
 
     def fetch_commit_sig(self, cid):
-        h = to_hex(cid)
-        blob = self.fetcher.fetch_bytes("objects/%s/%s.sig" % (h[:2], h[2:]), signature.MAX_SIG_BYTES)
+        blob = self.fetcher.fetch_bytes(objpull.object_name(cid, "sig"), signature.MAX_SIG_BYTES)
         trust.verify_commit_blob(self.sysroot.trusted_keys(), cid, blob)
         return blob
 

@@ -8,7 +8,7 @@ signature alone.
 """
 
 
-from .. import bundle, delta, fs, summary
+from .. import bundle, delta, fs, objpull, summary
 from ..errors import ConfigError, NotFoundError
 from ..objects import to_hex
 
@@ -54,11 +54,11 @@ def plan(repo, to_id, from_id=None):
             files.append((sig_name, path))
     if len(files) == 1:
         raise ConfigError("bundling: the summary has no signature file", "run updater publish again")
-    h = to_hex(to_id)
-    commit_sig = _file(repo, "objects/%s/%s.sig" % (h[:2], h[2:]))
+    commit_sig_name = objpull.object_name(to_id, "sig")
+    commit_sig = _file(repo, commit_sig_name)
     if commit_sig is None:
-        raise ConfigError("bundling: commit %s is not signed" % h[:12], "run updater publish again")
-    files.append(("objects/%s/%s.sig" % (h[:2], h[2:]), commit_sig))
+        raise ConfigError("bundling: commit %s is not signed" % to_hex(to_id)[:12], "run updater publish again")
+    files.append((commit_sig_name, commit_sig))
     files.append(("deltas/%s/superblock" % name, sb_path))
     for part in sb.parts:
         path = fs.join(directory, str(part.index))
