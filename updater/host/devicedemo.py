@@ -74,7 +74,8 @@ class Demo:
         root = os.path.join(self.work, "build-server", "os-%s" % version)
         shutil.rmtree(root, ignore_errors=True)
         major = int(version.split(".")[0])
-        lib = b"libdemo 1.0 " + bytes((i * 7) % 251 for i in range(400000))
+        period = bytes((i * 7) % 251 for i in range(251))  # the pattern repeats every 251 bytes
+        lib = b"libdemo 1.0 " + (period * (400000 // 251 + 1))[:400000]
         if major >= 2:
             lib = lib[:200000] + b"security fix" + lib[200012:]
         files = {
