@@ -14,6 +14,7 @@ where names are looked up (see docs/board-config.md, which documents every key):
 Runs on CPython and MicroPython.
 """
 
+import os
 import sys
 
 from . import fs, ini
@@ -317,13 +318,7 @@ def _package_dir():
 def search_path():
     """Directories searched for NAME.conf, in order (see the module docstring)."""
     dirs = []
-    env = None
-    try:
-        import os
-
-        env = os.getenv(ENV_VAR)
-    except (ImportError, AttributeError):
-        pass
+    env = os.getenv(ENV_VAR)
     if env:
         dirs.extend(d for d in env.split(":") if d)
     pkg = _package_dir()
