@@ -9,7 +9,8 @@ from crashharness import run_cli
 from deltakit import BRANCH, Host, clean, fsck_ok, make_device
 
 from updater import bundle, fs, pull
-from updater.errors import ConfigError, FetchError, FormatError, IntegrityError, NotFoundError, TrustError
+from updater.errors import (ConfigError, FetchError, FormatError, IntegrityError, NotFoundError, StorageError,
+                            TrustError)
 from updater.host import bundler
 from updater.objects import to_hex
 
@@ -84,6 +85,25 @@ def test_bundle_needs_a_published_delta(tmp_path, host):
     host.delta("2", "1", codec="xz")  # regenerated after publishing: the signed hash no longer matches
     with pytest.raises(ConfigError, match="changed since"):
         bundler.write(host.repo, host.commits["2"], host.commits["1"], str(tmp_path / "x"))
+
+
+def test_a_file_changing_while_bundled_leaves_no_bundle(tmp_path, host):
+    out = str(tmp_path / "x.bundle")
+    sig = os.path.join(host.repo.path, "summary.sig")
+    saved = open(sig, "rb").read()
+
+    def hook(op, path):
+        if op == "write" and "bundle" in os.path.basename(path):
+            open(sig, "ab").write(b"grown")  # e.g. a publish between indexing and copying
+
+    fs.set_hook(hook)
+    try:
+        with pytest.raises(StorageError, match="changed while being copied"):
+            bundler.write(host.repo, host.commits["2"], host.commits["1"], out)
+    finally:
+        fs.set_hook(None)
+        open(sig, "wb").write(saved)
+    assert not os.path.exists(out) and not [n for n in os.listdir(str(tmp_path)) if n.startswith(".tmp")]
 
 
 def _at_v1(tmp_path, host):

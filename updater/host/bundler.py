@@ -9,7 +9,7 @@ signature alone.
 
 
 from .. import bundle, delta, fs, objpull, summary
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError, NotFoundError, StorageError
 from ..objects import to_hex
 
 
@@ -77,23 +77,26 @@ def write(repo, to_id, from_id, out):
     header = bundle.encode_index(sizes)
     directory = fs.dirname(fs.abspath(out))
     tmp = fs.temp_name(directory, "bundle")
-    written = [0]
 
     def chunks():
         yield header
-        for name, path in files:
+        for (name, path), (_, size) in zip(files, sizes):
+            got = 0
             with fs.open_read(path) as src:
                 while True:
                     block = src.read(1 << 20)
                     if not block:
                         break
-                    written[0] += len(block)
+                    got += len(block)
                     yield block
+            if got != size:  # the index would point past it: e.g. a publish ran meanwhile
+                raise StorageError("bundling %s: %d bytes read, the bundle's index says %d (it changed while being "
+                                   "copied)" % (path, got, size), "run the bundle command again")
 
     fs.write_stream(tmp, chunks(), sync=True)
     fs.rename(tmp, out)
     fs.fsync_dir(directory)
-    total = len(header) + written[0]
+    total = len(header) + sum(size for _, size in sizes)
     return {"bundle": out, "size": total, "delta": delta.delta_name(from_id, to_id),
             "from": to_hex(from_id) if from_id else None, "to": to_hex(to_id),
             "entries": [name for name, _ in files]}
