@@ -311,8 +311,7 @@ def generate(repo, to_id, from_id=None, codec="zlib", part_size=DEFAULT_PART_SIZ
             done += 1
         parts = writer.finish()
         sb = delta.encode_superblock(from_id, to_id, commit, parts)
-        fs.write_atomic(fs.join(tmp, "superblock"), sb)
-        fs.fsync_dir(tmp)
+        fs.write_atomic(fs.join(tmp, "superblock"), sb)  # also syncs tmp's entries (the parts' names)
         final = fs.join(top, name)
         if fs.exists(final):
             fs.remove_tree(final)
