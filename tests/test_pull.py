@@ -109,6 +109,15 @@ def test_pull_command_json(world, tmp_path):
     assert rc == 0 and "up to date" in out
 
 
+def test_pull_command_no_delta(world):
+    host, server, dev = world
+    host.publish()  # the command line uses the real clock
+    rc, out, err = run_cli(["--sysroot", dev.path, "pull", "--no-delta", "--json"])
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["changed"] and not doc["delta_used"] and doc["delta"] is None and doc["objects_fetched"] > 3
+
+
 def test_init_command(tmp_path, world):
     host, server, dev = world
     host.publish()

@@ -95,10 +95,7 @@ def cmd_pull(ctx, opts):
 
     sysroot = _sysroot(ctx)
     reporter = ctx.progress("pull")
-    kw = {}
-    if opts.no_delta:
-        kw["use_deltas"] = False
-    result = pull_mod.pull(sysroot, reporter, wait=not opts.no_wait, notify=ctx.say, **kw)
+    result = pull_mod.pull(sysroot, reporter, wait=not opts.no_wait, notify=ctx.say, use_deltas=not opts.no_delta)
     if hasattr(reporter, "finish"):
         reporter.finish()
     ctx.emit(result, pull_text)
