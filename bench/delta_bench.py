@@ -129,7 +129,7 @@ def apply(work, host, dev, name, odev, ohost, runs, env):
     return res
 
 
-def pulls(work, host, dev, ids, ohost, odev, delta_bytes, env):
+def pulls(work, host, dev, ids, ohost, odev, env):
     sys.path.insert(0, ROOT)
     from updater import httpfetch, pull
     from updater.host import serve
@@ -206,7 +206,7 @@ def main():
     host, dev, ids, ohost, odev, oids = setup(work, t1, t2, env)
     gen, name = generate(host, ohost, ids, oids, args.runs, env)
     app = apply(work, host, dev, name, odev, ohost, args.runs, env)
-    net = pulls(work, host, dev, ids, ohost, odev, gen["xz"][2], env)
+    net = pulls(work, host, dev, ids, ohost, odev, env)
     o_bytes, o_gen, o_gen_rss = gen["ostree"][2], gen["ostree"][0], gen["ostree"][1]
     print("dataset: %s -> %s (%d runs, medians)" % (t1, t2, args.runs))
     rows = []
