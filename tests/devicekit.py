@@ -44,6 +44,19 @@ def make_device(base, board="demo", keep=3, reserve=0, health_checks=None, bootl
     return Device(root, os.path.join(base, "cmdline"))
 
 
+def make_uboot_device(base, board="beaglebone-black"):
+    """Like make_device on a U-Boot board (beaglebone-black: a redundant eMMC env, or a variant of
+    it) whose env medium is the image file SYSROOT/env.img, holding a valid env."""
+    dev = make_device(base, board=board, bootloader="uboot")
+    image = os.path.join(dev.path, "env.img")
+    with open(image, "wb") as f:
+        f.write(b"\0" * 0x2A0000)
+    rc, out, err = run_cli(["--board", board, "env", "set", "--env-file", image, "--force", "upd_limit=3"])
+    assert rc == 0, err
+    dev.env_image, dev.board, dev.extra = "env.img", board, ["--env-file", image]
+    return dev
+
+
 def commit(dev, source, version, branch=BRANCH, timestamp=None, board=None):
     """Commit a directory into the device's own repository; returns the commit hex."""
     argv = ["--repo", os.path.join(dev.path, "updater", "repo"), "commit", source, "--branch", branch,

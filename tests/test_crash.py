@@ -8,20 +8,16 @@ import shutil
 import pytest
 
 from crashharness import CRASH_EXIT, Device, copy_tree, run_cli, run_killed_at
-from devicekit import BRANCH, sample
-
-from updater.sysroot import DeviceConfig, Sysroot
+from devicekit import BRANCH, make_device, make_uboot_device, sample
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """A device running v1 (booted, marked good, /etc changed locally) with v2 in its repository."""
     base = str(tmp_path_factory.mktemp("crash"))
-    root = os.path.join(base, "template")
-    Sysroot.create(root, DeviceConfig(board="demo", bootloader="file", branch=BRANCH, reserve=0))
+    dev = make_device(base)
+    root, cmdline = dev.path, dev.cmdline
     repo = os.path.join(root, "updater", "repo")
-    cmdline = os.path.join(base, "cmdline")
-    dev = Device(root, cmdline)
     rc, out, err = run_cli(["--repo", repo, "commit", sample(os.path.join(base, "v1"), "1"), "--branch", BRANCH,
                             "--version", "1", "--timestamp", "1000"])
     assert rc == 0, err
@@ -67,15 +63,9 @@ def uboot_template(tmp_path_factory):
     """Like ``template`` on a U-Boot board with a redundant env (beaglebone-black: two copies on
     eMMC, a flags counter): the boot selection is one write_at into the inactive copy."""
     base = str(tmp_path_factory.mktemp("crash-uboot"))
-    root = os.path.join(base, "template")
     branch = "beaglebone-black/stable"
-    Sysroot.create(root, DeviceConfig(board="beaglebone-black", bootloader="uboot", branch=branch, reserve=0))
-    image = os.path.join(root, "env.img")
-    with open(image, "wb") as f:
-        f.write(b"\0" * 0x2A0000)
-    rc, out, err = run_cli(["--board", "beaglebone-black", "env", "set", "--env-file", image, "--force", "upd_limit=3"])
-    assert rc == 0, err
-    dev = Device(root, os.path.join(base, "cmdline"), env_image="env.img", board="beaglebone-black")
+    dev = make_uboot_device(base)
+    root = dev.path
     repo = os.path.join(root, "updater", "repo")
     rc, out, err = run_cli(["--repo", repo, "commit", sample(os.path.join(base, "v1"), "1"), "--branch", branch,
                             "--version", "1", "--timestamp", "1000"])

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from crashharness import run_cli
-from devicekit import BRANCH, commit, make_device, sample, write
+from devicekit import BRANCH, commit, make_device, make_uboot_device, sample, write
 
 from updater import fs
 from updater.sysroot import Sysroot
@@ -372,25 +372,13 @@ def test_cmdline_parsing():
     assert booted_from_cmdline(b"updater.deployment=") is None
 
 
-def uboot_device(tmp_path, board="beaglebone-black"):
-    """A beaglebone-black device (or one of its variants) whose redundant eMMC env lives in an image file."""
-    dev = make_device(str(tmp_path), board=board, bootloader="uboot")
-    image = os.path.join(dev.path, "env.img")
-    with open(image, "wb") as f:
-        f.write(b"\0" * 0x2A0000)
-    rc, out, err = run_cli(["--board", board, "env", "set", "--env-file", image, "--force", "upd_limit=3"])
-    assert rc == 0, err
-    dev.env_image, dev.board, dev.extra = "env.img", board, ["--env-file", image]
-    return dev
-
-
 def test_uboot_device_keeps_a_fallback_for_a_lost_environment(tmp_path):
     """U-Boot backend: staging is one env write; boot/updater-env.txt names the known-good
     deployment so boot.cmd can still boot when both env copies are lost; `boot` then reports
     the lost environment and writes a whole one again with the running deployment as known-good."""
     from updater import ubootenv
 
-    dev = uboot_device(tmp_path)
+    dev = make_uboot_device(str(tmp_path))
     branch = "beaglebone-black/stable"
     commit(dev, sample(str(tmp_path / "v1"), "1"), "1", branch=branch)
     rc, d, err = jrun(dev, "deploy", branch)
@@ -457,7 +445,7 @@ def test_uboot_device_refuses_a_commit_it_could_not_boot(tmp_path):
     board's boot script and early boot load: the error names the missing path and the board."""
     import shutil
 
-    dev = uboot_device(tmp_path)
+    dev = make_uboot_device(str(tmp_path))
     branch = "beaglebone-black/stable"
     for missing in ("boot/vmlinuz", "boot/initrd.img", "boot/dtbs/am335x-boneblack.dtb", "sbin/init"):
         src = sample(str(tmp_path / ("v-" + missing.replace("/", "_"))), "1")
@@ -481,7 +469,7 @@ def test_fallback_file_is_read_under_the_board_variable_name(tmp_path, monkeypat
     (boards / "renamed.conf").write_text(src.replace("name = beaglebone-black", "name = renamed").replace(
         "attempt_limit = 3", "attempt_limit = 3\nvar_current = good_dep"))
     monkeypatch.setenv(board_mod.ENV_VAR, str(boards))
-    dev = uboot_device(tmp_path, "renamed")
+    dev = make_uboot_device(str(tmp_path), "renamed")
     commit(dev, sample(str(tmp_path / "v1"), "1"), "1", branch="renamed/stable")
     rc, d, err = jrun(dev, "deploy", "renamed/stable")
     assert rc == 0, err
