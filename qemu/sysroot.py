@@ -27,9 +27,10 @@ import time
 
 from updater import ubootenv
 from updater.host.diskimage import DiskImage, Partition, clamp_times
+from updater.host.sysrootseed import compile_boot_script
 
 from . import tree
-from .guest import ARCHES, CACHE, TOP, pieces
+from .guest import ARCHES, CACHE, TOP
 
 FLASH_SIZE = 64 << 20
 ENV_SIZE = 0x40000
@@ -85,14 +86,6 @@ def os_tree(arch, version, broken=False):
     return dest
 
 
-def boot_scr(arch, out, source=None):
-    """Compile bootloader-scripts/boot.cmd (or ``source``) into ``out`` with mkimage."""
-    source = source or os.path.join(TOP, "bootloader-scripts", "boot.cmd")
-    subprocess.run(["mkimage", "-A", ARCHES[arch]["mkimage_arch"], "-T", "script", "-C", "none",
-                    "-n", "updater boot", "-d", source, out], check=True, stdout=subprocess.DEVNULL)
-    return out
-
-
 def default_env(arch):
     with open(os.path.join(TOP, "board-configs", BOARDS[arch] + ".env")) as f:
         return ubootenv.parse_text(f.read())
@@ -144,7 +137,8 @@ class Device:
         run_updater("--sysroot", self.root, "--board", BOARDS[arch], "init", "--remote",
                     "file:///mnt/repo", "--branch", self.branch, "--trust", key + ".pub",
                     "--bootloader", "uboot")
-        boot_scr(arch, os.path.join(self.root, "boot", "boot.scr"))
+        compile_boot_script(ARCHES[arch]["mkimage_arch"], os.path.join(self.root, "boot", "boot.scr"),
+                            epoch=tree.EPOCH)
         shutil.copy(os.path.join(self.root, "boot", "boot.scr"), os.path.join(self.root, "boot.scr"))
 
     def commit(self, version, broken=False):
@@ -178,7 +172,3 @@ class Device:
 def copy_sparse(src, dst):
     subprocess.run(["cp", "--sparse=always", src, dst], check=True)
     return dst
-
-
-def assert_pieces(arch):
-    pieces(arch)

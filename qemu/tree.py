@@ -17,6 +17,8 @@ import re
 import shutil
 import subprocess
 
+from updater.host.diskimage import clamp_times
+
 from .cpio import Cpio
 from .guest import ARCHES, TOP, pieces
 
@@ -116,13 +118,6 @@ def _compile(path):
                         path], check=True, stdout=subprocess.DEVNULL)
 
 
-def _clamp_times(root):
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.utime(os.path.join(dirpath, name), (EPOCH, EPOCH), follow_symlinks=False)
-    os.utime(root, (EPOCH, EPOCH))
-
-
 def build_tree(arch, version, dest, broken=False, initramfs=None):
     """Write the OS tree ``version`` (e.g. "v1") for ``arch`` into the new directory ``dest``."""
     p = pieces(arch)
@@ -158,5 +153,5 @@ def build_tree(arch, version, dest, broken=False, initramfs=None):
     if initramfs is None:
         initramfs = build_initramfs(arch)
     _write(os.path.join(dest, "boot", "initrd.img"), initramfs)
-    _clamp_times(dest)
+    clamp_times(dest, EPOCH)
     return dest
