@@ -8,7 +8,7 @@ through its serial console (qemu/vm.py, pyserial socket://) and checks what it s
 import json
 import re
 
-BOARD = {"arm64": "qemu-arm64", "armhf": "qemu-arm"}
+from qemu.sysroot import BOARDS
 
 
 def boot_to_shell(m, timeout=120, label=""):
@@ -52,7 +52,7 @@ def status(m):
 
 def env(m, arch, *names):
     """The named variables of the U-Boot env as the guest reads it from flash (absent: left out)."""
-    doc = json_of(m.sh("updater --board %s env print --json 2>/dev/null" % BOARD[arch], 120)[1])
+    doc = json_of(m.sh("updater --board %s env print --json 2>/dev/null" % BOARDS[arch], 120)[1])
     return dict((k, v) for k, v in doc["vars"].items() if k in names)
 
 
