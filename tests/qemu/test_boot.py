@@ -78,8 +78,9 @@ def check_booted(m, arch, name, version):
 @pytest.mark.parametrize("arch", ["arm64", "armhf"])
 def test_uboot_boots_the_current_deployment(rig, tmp_path, arch, provisioned):
     """Scenario 1 (arm64) and 5 (32-bit ARM, cortex-a15): an image made by `updater provision`
-    (disk + env flash bank); U-Boot reads the env the updater wrote, runs the first boot.scr
-    copy and boots deployment A through the early-boot step."""
+    (disk + env flash bank); U-Boot reads the env the updater wrote (with the unit's serial#),
+    runs the first boot.scr copy and boots deployment A through the early-boot step; the
+    provisioned repository passes the guest's fsck."""
     dev = provisioned(arch)
     a = dev.deployment
     flash, disks = dev.fresh(str(tmp_path / "run"))
@@ -91,7 +92,9 @@ def test_uboot_boots_the_current_deployment(rig, tmp_path, arch, provisioned):
     m.expect(r"updater-init: booting deployment %s" % re.escape(a), 60, mark="early boot")
     wait_ready(m, "v1", a)
     check_booted(m, arch, a, "v1")
-    assert guest_env(m, arch, "upd_current")["upd_current"] == a
+    env = guest_env(m, arch, "upd_current", "serial#")
+    assert env["upd_current"] == a and env["serial#"] == "QEMU0001"
+    m.sh("updater --repo /sysroot/updater/repo fsck", timeout=180)
     rig.record(m, "[%s]" % arch)
 
 
