@@ -6,9 +6,10 @@ import os
 import shutil
 import subprocess
 
-from updater import ubootenv
+from updater import fs, ubootenv
 from updater.host import keys as keys_mod
 from updater.host.commit import commit_source
+from updater.objects import to_hex
 from updater.repo import Repo
 
 EPOCH = 1700000000
@@ -130,11 +131,7 @@ def env_at(path, offset, size, mode=ubootenv.FLAGS_COUNTER, offset2=None):
 
 
 def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return to_hex(fs.sha256_file(path)[0])
 
 
 def flash_over(image, dest):
