@@ -56,10 +56,6 @@ _HELLO_FMT = ">I32s"
 _STATE_FMT = ">BHI"
 
 
-def type_name(ftype):
-    return chr(ftype) if 0x41 <= ftype <= 0x5A else "0x%02x" % ftype
-
-
 def encode(ftype, seq=0, payload=b""):
     """One frame as bytes (raw encoding)."""
     if not 0 <= seq <= 0xFFFFFFFF:
