@@ -7,7 +7,6 @@ and carries on from the offset the device holds, until no progress was made for 
 seconds. A file that arrived complete but did not match its SHA-256 is sent once more.
 """
 
-import re
 import time
 
 from .. import serialframe as sf
@@ -159,7 +158,7 @@ def _wait_prompt(con):
     """Let the receiver exit and the shell print its prompt again (best effort)."""
     try:
         con.mark()
-        con.expect([re.compile(con.shell_prompt.pattern)], 3)
+        con.expect([con.shell_prompt], 3)
     except FetchError:
         pass
 
