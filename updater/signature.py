@@ -26,11 +26,11 @@ not verify: TrustError. ``threshold`` distinct trusted keys must verify (default
 The blob is untrusted input: it is size-limited and decoded with tight bounds.
 """
 
-import binascii
 import hashlib
 
 from . import cbor, ed25519
 from .errors import ConfigError, FormatError, TrustError
+from .objects import to_hex
 
 SIGNATURE_FORMAT = 1
 ALG_ED25519 = "ed25519"
@@ -53,8 +53,7 @@ def key_id(public_key):
     return hashlib.sha256(bytes(public_key)).digest()[:KEY_ID_LEN]
 
 
-def hexid(kid):
-    return binascii.hexlify(kid).decode()
+hexid = to_hex  # a key ID in messages and reports: lower-case hex, like object IDs
 
 
 def _check_purpose(purpose):
