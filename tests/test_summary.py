@@ -51,6 +51,7 @@ def test_round_trip_and_field_table():
     assert s.find_delta(None, C2).name() == "full-" + objects.to_hex(C2)
     assert s.find_delta(C3, C2) is None
     assert not s.clock_behind
+    assert s.verified_by == "build.pub" and summary.decode_unverified(data).verified_by is None
     assert summary.signature_name(data) == "summaries/%s.sig" % hashlib.sha256(data).hexdigest()
 
 

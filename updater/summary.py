@@ -87,7 +87,7 @@ class DeltaEntry:
 
 
 class Summary:
-    __slots__ = ("serial", "timestamp", "expires", "branches", "deltas", "clock_behind")
+    __slots__ = ("serial", "timestamp", "expires", "branches", "deltas", "clock_behind", "verified_by")
 
     def __init__(self, serial, timestamp, expires, branches, deltas):
         self.serial = serial
@@ -96,6 +96,7 @@ class Summary:
         self.branches = branches
         self.deltas = deltas
         self.clock_behind = False
+        self.verified_by = None  # the trusted key's name, set by parse_verified
 
     def branch(self, name):
         entry = self.branches.get(name)
@@ -224,7 +225,7 @@ def signature_name(summary_bytes):
 
 
 def parse_verified(summary_bytes, sig_bytes, trusted_keys, now, what="summary"):
-    """Authenticate, then decode and check a summary; returns a Summary.
+    """Authenticate, then decode and check a summary; returns a Summary (``verified_by`` set).
 
     1. size bound, then the signature over the EXACT bytes (updater.signature.verify, purpose
        "summary"; fails closed: no trusted key, unsigned, unknown key, bad signature);
@@ -234,8 +235,9 @@ def parse_verified(summary_bytes, sig_bytes, trusted_keys, now, what="summary"):
     if len(summary_bytes) > MAX_SUMMARY_BYTES:
         raise TrustError("verifying %s: %d bytes, more than the limit of %d" % (what, len(summary_bytes), MAX_SUMMARY_BYTES),
                          "the server sent something that is not a summary; check [remote] url")
-    signature.verify(trusted_keys, summary_bytes, sig_bytes, what, signature.PURPOSE_SUMMARY)
+    signer = signature.verify(trusted_keys, summary_bytes, sig_bytes, what, signature.PURPOSE_SUMMARY)
     s = decode_unverified(summary_bytes, what)
+    s.verified_by = signer
     effective = now
     if now is None or now < s.timestamp:
         effective = s.timestamp

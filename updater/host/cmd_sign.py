@@ -96,14 +96,12 @@ def cmd_summary(ctx, opts):
     if fs.lstat(sig_path) is None:
         sig_path = fs.join(repo.path, "summary.sig")
     blob = fs.read_bytes(sig_path, signature.MAX_SIG_BYTES, "reading summary signature") if fs.exists(sig_path) else b""
-    verified_by = None
     if opts.trust:
-        trusted = _read_trusted(opts.trust)
-        verified_by = signature.verify(trusted, data, blob, "summary", signature.PURPOSE_SUMMARY)
-        s = summary.parse_verified(data, blob, trusted, opts.now if opts.now is not None else trust.device_now())
+        s = summary.parse_verified(data, blob, _read_trusted(opts.trust),
+                                   opts.now if opts.now is not None else trust.device_now())
     else:
         s = summary.decode_unverified(data)
-    d = {"serial": s.serial, "timestamp": s.timestamp, "expires": s.expires, "verified_by": verified_by,
+    d = {"serial": s.serial, "timestamp": s.timestamp, "expires": s.expires, "verified_by": s.verified_by,
          "signed_by": signature.signers(blob),
          "branches": dict((n, {"commit": objects.to_hex(b.commit), "version": b.version, "timestamp": b.timestamp,
                                "board": b.board}) for n, b in s.branches.items()),
