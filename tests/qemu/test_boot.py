@@ -216,3 +216,20 @@ def test_early_boot_falls_back_when_the_deployment_is_incomplete(rig, tmp_path):
                  r"trial %s did not start \(attempt 1 of 3\); running %s" % (short(names["v2"]), short(names["v1"])))
     assert m.sh("cat /run/updater/missing")[1] == names["v2"]
     rig.record(m)
+
+
+def test_early_boot_accepts_an_absolute_init_symlink(rig, tmp_path):
+    """A deployment whose /sbin/init is an absolute symlink, as Debian's systemd-sysv ships it
+    (/sbin/init -> /lib/systemd/systemd): it names a file of the deployment once that is /, not
+    of the initramfs, so the early boot must not take it for a missing init."""
+    def init_as_symlink(d, names):
+        dep = os.path.join(d.root, "updater", "deploy", names["v1"])
+        os.rename(os.path.join(dep, "sbin", "init"), os.path.join(dep, "usr", "lib", "updater-qemu-init"))
+        os.symlink("/usr/lib/updater-qemu-init", os.path.join(dep, "sbin", "init"))
+
+    _, names, flash, disk = make(rig, tmp_path, "arm64", ["v1"], "v1", edit=init_as_symlink)
+    m = rig.vm("arm64", flash, [disk])
+    m.expect(r"updater-init: booting deployment %s" % re.escape(names["v1"]), 60, mark="early boot")
+    wait_ready(m, "v1", names["v1"])
+    assert m.sh("readlink /sbin/init")[1] == "/usr/lib/updater-qemu-init"
+    rig.record(m)
