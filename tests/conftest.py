@@ -75,3 +75,9 @@ def sample_tree(tmp_path):
     root = write_tree(str(tmp_path / "src"), SAMPLE)
     os.chmod(os.path.join(root, "usr/bin/tool"), 0o4755)
     return root
+
+
+@pytest.fixture
+def make_tree():
+    """write_tree(root, spec) for tests (a fixture: test modules do not import conftest)."""
+    return write_tree

@@ -475,3 +475,34 @@ def test_fallback_file_is_read_under_the_board_variable_name(tmp_path, monkeypat
     assert rc == 0, err
     assert "good_dep=%s\n" % d["deployment"] in read(os.path.join(dev.path, "boot", "updater-env.txt")).decode()
     assert deploy.read_fallback(Sysroot(dev.path)) == d["deployment"]
+
+
+def test_uboot_device_deploys_a_merged_usr_image(tmp_path):
+    """Debian's /sbin -> usr/sbin and an absolute init link are followed inside the commit."""
+    dev = make_uboot_device(str(tmp_path))
+    src = sample(str(tmp_path / "v1"), "1")
+    os.makedirs(os.path.join(src, "usr/sbin"))
+    os.rename(os.path.join(src, "sbin/init"), os.path.join(src, "usr/sbin/init-real"))
+    os.rename(os.path.join(src, "sbin/libapp"), os.path.join(src, "usr/sbin/libapp"))
+    os.rmdir(os.path.join(src, "sbin"))
+    os.symlink("usr/sbin", os.path.join(src, "sbin"))
+    os.symlink("/usr/sbin/init-real", os.path.join(src, "usr/sbin/init"))
+    commit(dev, src, "1", branch="beaglebone-black/stable")
+    rc, d, err = jrun(dev, "deploy", "beaglebone-black/stable")
+    assert rc == 0, err
+
+
+def test_health_hooks_never_run_a_deployment_name_as_shell(tmp_path, monkeypatch):
+    """The booted name comes from the boot environment: a hostile one is not put on a shell line."""
+    from updater import bootflow
+
+    seen = tmp_path / "seen"
+    hook = tmp_path / "hook"
+    hook.write_text('#!/bin/sh\necho "[$UPDATER_DEPLOYMENT]" > %s\n' % seen)
+    hook.chmod(0o755)
+    monkeypatch.chdir(str(tmp_path))
+    out = bootflow.run_health_checks([str(hook)], "x;touch PWNED", lambda text: None)
+    assert out[0]["ok"] and not (tmp_path / "PWNED").exists()
+    assert seen.read_text() == "[]\n"
+    bootflow.run_health_checks([str(hook)], "ab12.0", lambda text: None)
+    assert seen.read_text() == "[ab12.0]\n"

@@ -148,7 +148,7 @@ def check_bootable(sysroot, repo, commit, commit_id):
     needed.append(("sbin/init", "what the early boot starts"))
     for path, what in needed:
         try:
-            entry = lookup(repo, commit_id, path)
+            entry = lookup(repo, commit_id, path, follow=True)
         except NotFoundError:
             entry = None
         if entry is None or entry.kind != "file":

@@ -28,24 +28,54 @@ def split_path(path):
     return parts
 
 
-def lookup(repo, commit_id, path):
-    """Entry for ``path`` in a commit; NotFoundError if absent."""
+MAX_SYMLINKS = 40  # as Linux's path walk
+
+
+def _target_parts(target):
+    return [p for p in target.split("/") if p not in ("", ".")]
+
+
+def lookup(repo, commit_id, path, follow=False):
+    """Entry for ``path`` in a commit; NotFoundError if absent.
+
+    ``follow``: resolve symlinks on the way and at the end as the booted system would, inside the
+    commit (absolute targets start at its root; '..' stops at the root), e.g. /sbin/init through
+    a merged-/usr /sbin -> usr/sbin. The Entry keeps the path asked for.
+    """
     commit = repo.load_commit(commit_id)
+    asked = "/" + "/".join(split_path(path))
+    where = "looking up %s in commit %s" % (asked, to_hex(commit_id)[:12])
     parts = split_path(path)
-    tree_id, meta_id = commit.tree, commit.meta
-    for i, part in enumerate(parts):
-        tree = repo.load_tree(tree_id)
-        kind, entry = tree.find(part)
-        shown = "/" + "/".join(parts[: i + 1])
+    chain = [(commit.tree, commit.meta)]  # directories from the root to the current one
+    links = 0
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        i += 1
+        if part == "..":  # only from symlink targets
+            if len(chain) > 1:
+                chain.pop()
+            continue
+        kind, entry = repo.load_tree(chain[-1][0]).find(part)
         if kind is None:
-            raise NotFoundError("looking up %s in commit %s: no such file or directory" % (shown, to_hex(commit_id)[:12]))
-        if kind == "file":
-            if i != len(parts) - 1:
-                raise NotFoundError("looking up /%s in commit %s: %s is not a directory"
-                                    % ("/".join(parts), to_hex(commit_id)[:12], shown))
-            return Entry(shown, "file", entry[1], entry[2], entry[3])
-        tree_id, meta_id = entry[1], entry[2]
-    return Entry("/" + "/".join(parts), "dir", tree_id, meta=meta_id)
+            raise NotFoundError("%s: no such file or directory" % where)
+        if kind == "dir":
+            chain.append((entry[1], entry[2]))
+            continue
+        if follow and repo.header(entry[2]).is_link():
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise NotFoundError("%s: more than %d symlinks (a loop?)" % (where, MAX_SYMLINKS))
+            target = repo.header(entry[2]).target
+            if target.startswith("/"):
+                chain = chain[:1]
+            parts = _target_parts(target) + parts[i:]
+            i = 0
+            continue
+        if i != len(parts):
+            raise NotFoundError("%s: /%s is not a directory" % (where, part))
+        return Entry(asked, "file", entry[1], entry[2], entry[3])
+    return Entry(asked, "dir", chain[-1][0], meta=chain[-1][1])
 
 
 def _entries(repo, tree_id, base):
