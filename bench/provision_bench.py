@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/provision_bench.py [--runs 3] [--size 2G] [--board qemu-arm64]
 
-v1.tar (device nodes removed) is committed once to a signed build repository (not timed as
+v1.tar (device nodes removed, stand-in kernel, initramfs and init added: the dataset is a chroot,
+and a U-Boot device refuses what it could not boot) is committed once to a signed build repository (not timed as
 provisioning); then the provisioning command itself runs --runs times, each into a fresh
 output directory. Reports time (median, and peak RSS), the image size, the size bmap maps
 (what a factory actually writes), and what `bmaptool copy` of it to a file takes.
@@ -15,7 +16,7 @@ import os
 import shutil
 import sys
 
-from common import RESULTS, ROOT, UPDATER, dataset, median, mib, table, timed, without_special
+from common import RESULTS, ROOT, UPDATER, bootable, dataset, median, mib, table, timed, without_special
 
 TARGET_S = 60.0
 
@@ -31,6 +32,7 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     tar = without_special(os.path.join(pair, "v1.tar"), os.path.join(RESULTS, "v1-nodev.tar"))
+    tar = bootable(tar, os.path.join(RESULTS, "v1-bootable.tar"))
     env = dict(os.environ, PYTHONPATH=ROOT)
     repo = os.path.join(work, "build-repo")
     branch = "%s/bench" % args.board
