@@ -23,6 +23,7 @@ import os
 
 from . import deploy as deploy_mod
 from . import deployments, fs
+from .bootloader import name_problem
 from .errors import BootError, NotFoundError
 from .sysroot import add_history, records, set_result
 
@@ -42,7 +43,9 @@ def run_health_checks(commands, booted, say):
             out.append({"command": cmd, "ok": False, "status": 127})
             say("health check %s: missing" % cmd)
             break
-        status = os.system("UPDATER_DEPLOYMENT=%s '%s' 1>&2" % (booted, cmd))
+        # The name comes from the boot environment: only a shell-safe one goes on the command line.
+        name = booted if booted and name_problem(booted) is None else ""
+        status = os.system("UPDATER_DEPLOYMENT=%s '%s' 1>&2" % (name, cmd))
         ok = status == 0
         out.append({"command": cmd, "ok": ok, "status": status >> 8 if status > 255 else status})
         say("health check %s: %s" % (cmd, "ok" if ok else "FAILED (status %d)" % status))
