@@ -2,7 +2,7 @@
 
 The host (``updater console push``) types ``updater --sysroot S receive`` at the device's
 shell; this module puts the console in raw mode, runs the protocol of updater.serialframe, keeps
-the file in a private staging directory (SYSROOT/updater/tmp/receive-SHA256/, mode 0700), and
+the file in a private staging directory (receive-SHA256/ in the sysroot tmp directory, mode 0700), and
 once the whole file is held and its SHA-256 matches, calls the bundle install, which verifies
 the bundle exactly like a network pull before changing anything. The outcome goes back to
 the host in a RESULT frame. Nothing installs from an incomplete or unverified file: an
@@ -40,7 +40,7 @@ class Clock:
 
 
 class StagingStore:
-    """The received file in SYSROOT/updater/tmp/receive-SHA256/bundle.part (one transfer kept).
+    """The received file in the sysroot tmp directory, receive-SHA256/bundle.part (one transfer kept).
 
     ``check_space(needed, doing)`` raises SpaceError when the rest of the file will not fit.
     """
